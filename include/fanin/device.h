@@ -1,0 +1,82 @@
+// fanin/device.h: devices ("cpu", "cuda:0", ...) and their registry.
+//
+// Contract: Device objects are created on first use by Device::get and live
+// until the process exits; references to them never dangle. Every member
+// function is thread-safe. A device owns its allocator and its default stream
+// pool; both are thread-safe too (see their headers).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fanin {
+
+namespace backend {
+class Backend;
+}
+class Allocator;
+class StreamPool;
+
+// Which backend drives a device.
+enum class DeviceType { kCpu, kCuda };
+
+// "cpu" or "cuda".
+const char* to_string(DeviceType type) noexcept;
+
+// One compute device. Obtain with Device::get; never constructed by users.
+class Device {
+ public:
+  // The device named `name`: "cpu", "cuda" (= "cuda:0") or "cuda:N".
+  // Throws InvalidArgument for a malformed name and Unavailable when the
+  // backend is not built, no such device is present, or N is out of range.
+  static Device& get(std::string_view name);
+
+  // The CPU device (always available).
+  static Device& cpu();
+
+  // True when `name` would resolve with get() without throwing.
+  static bool is_available(std::string_view name) noexcept;
+
+  // Names of every device that is present, e.g. {"cpu", "cuda:0"}.
+  static std::vector<std::string> available();
+
+  // Number of devices of `type` present (0 when the backend is not built).
+  static int count(DeviceType type) noexcept;
+
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  ~Device();
+
+  DeviceType type() const noexcept { return type_; }
+  int index() const noexcept { return index_; }
+  // "cpu" or "cuda:N".
+  const std::string& name() const noexcept { return name_; }
+  // Human-readable hardware description, e.g. "NVIDIA H100 80GB HBM3".
+  std::string description() const;
+
+  // The device's caching, stream-ordered allocator.
+  Allocator& allocator() noexcept { return *allocator_; }
+
+  // The device's default stream pool (32 slots), created on first use.
+  StreamPool& stream_pool();
+
+  // Internal: the backend driving this device.
+  backend::Backend& backend() const noexcept { return *backend_; }
+
+ private:
+  Device(DeviceType type, int index, backend::Backend& backend);
+  friend class DeviceRegistry;
+
+  DeviceType type_;
+  int index_;
+  std::string name_;
+  backend::Backend* backend_;
+  std::unique_ptr<Allocator> allocator_;
+  std::once_flag pool_once_;
+  std::unique_ptr<StreamPool> pool_;  // written once under pool_once_
+};
+
+}  // namespace fanin

@@ -1,0 +1,11 @@
+// fanin/fanin.h: the whole public API.
+#pragma once
+
+#include "fanin/allocator.h"
+#include "fanin/device.h"
+#include "fanin/error.h"
+#include "fanin/event.h"
+#include "fanin/model.h"
+#include "fanin/ops.h"
+#include "fanin/stream.h"
+#include "fanin/tensor.h"

@@ -1,0 +1,131 @@
+// The backend interface: what a device kind (cpu, cuda, later metal) must
+// provide. Core code talks to devices only through these classes; no core
+// file includes a backend's own headers (Note [Backends] in docs/design.md).
+//
+// Threading: a Backend object is shared by all threads and must be
+// thread-safe. A StreamImpl is driven by one encoding thread at a time (the
+// core's CommandBuffer guarantees it) for encode-side calls (kernels,
+// end_encoding, record/wait), while its fence and synchronize calls may come
+// from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "fanin/device.h"
+#include "fanin/ops.h"
+#include "fanin/tensor.h"
+
+namespace fanin::backend {
+
+// Per-stream backend state: the device queue plus anything a library
+// forbids sharing across threads (BLAS handles, workspaces, graph capture).
+class StreamImpl {
+ public:
+  virtual ~StreamImpl() = default;
+
+  // The outermost encoder on this stream ended: submit what was encoded.
+  virtual void end_encoding() = 0;
+
+  // Note [Stream fences]: a stream's timeline. fence() returns a value that
+  // fence_done() reports complete once every piece of work encoded before
+  // the call has finished; the values grow monotonically. Thread-safe.
+  virtual uint64_t fence() const noexcept = 0;
+  virtual bool fence_done(uint64_t value) const noexcept = 0;
+  // Blocks the host until fence_done(value). Thread-safe.
+  virtual void wait_fence(uint64_t value) noexcept = 0;
+
+  // Blocks until all submitted work finished; rethrows (and clears) the
+  // first asynchronous error of that work. Thread-safe.
+  virtual void synchronize() = 0;
+  // True when all submitted work finished. Thread-safe.
+  virtual bool query() const noexcept = 0;
+};
+
+// A reusable device event.
+class EventImpl {
+ public:
+  virtual ~EventImpl() = default;
+  // Encode side: mark the current end of `stream`'s work.
+  virtual void record(StreamImpl& stream) = 0;
+  // Encode side: make later work of `stream` wait for the last record.
+  virtual void make_wait(StreamImpl& stream) = 0;
+  // Host side, any thread.
+  virtual void synchronize() const = 0;
+  virtual bool query() const noexcept = 0;
+};
+
+// Arguments of the fused linear kernel: out[M,N] = act(x[M,K] * w[N,K]^T + b[N]).
+// All pointers are device pointers of contiguous row-major data.
+struct LinearArgs {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;  // may be null
+  void* out = nullptr;
+  int64_t m = 0, n = 0, k = 0;
+  DType dtype = DType::kF32;
+  Activation act = Activation::kNone;
+};
+
+struct LayerNormArgs {  // out[rows,cols] = (x - mean) / sqrt(var + eps) * gamma + beta
+  const void* x = nullptr;
+  const void* gamma = nullptr;
+  const void* beta = nullptr;
+  void* out = nullptr;
+  int64_t rows = 0, cols = 0;
+  float eps = 1e-5f;
+  DType dtype = DType::kF32;
+};
+
+// Element-wise kinds handled by one kernel entry.
+enum class Unary { kRelu, kGelu };
+
+// One device kind.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual DeviceType type() const noexcept = 0;
+  // Devices present; 0 when not built or none found.
+  virtual int device_count() const noexcept = 0;
+  // Why device_count() is 0 (empty when devices exist).
+  virtual std::string unavailable_reason() const = 0;
+  virtual std::string describe(int device_index) const = 0;
+
+  virtual std::unique_ptr<StreamImpl> create_stream(int device_index) = 0;
+  virtual std::unique_ptr<EventImpl> create_event(int device_index) = 0;
+  // nullptr when out of memory; other failures throw DeviceError.
+  virtual void* raw_alloc(int device_index, size_t bytes) = 0;
+  virtual void raw_free(int device_index, void* ptr) noexcept = 0;
+
+  // Encode-side kernels. Each runs after earlier work on `stream`.
+  // copy_from_host may read `src` only during the call (stage if needed);
+  // copy_to_host writes `dst` when the stream reaches it.
+  virtual void copy_from_host(StreamImpl& stream, void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(StreamImpl& stream, void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(StreamImpl& stream, void* dst, const void* src, size_t bytes) = 0;
+  virtual void linear(StreamImpl& stream, const LinearArgs& args) = 0;
+  virtual void layernorm(StreamImpl& stream, const LayerNormArgs& args) = 0;
+  // out[i] = a[i] + b[i % nb] (b broadcast over rows when nb < n).
+  virtual void add(StreamImpl& stream, const void* a, const void* b, void* out, int64_t n,
+                   int64_t nb, DType dtype) = 0;
+  virtual void unary(StreamImpl& stream, Unary kind, const void* x, void* out, int64_t n,
+                     DType dtype) = 0;
+  // Row-wise softmax over the last dimension.
+  virtual void softmax(StreamImpl& stream, const void* x, void* out, int64_t rows, int64_t cols,
+                       DType dtype) = 0;
+  virtual void cast(StreamImpl& stream, const void* x, DType from, void* out, DType to,
+                    int64_t n) = 0;
+};
+
+// The CPU backend (always built).
+Backend& cpu_backend();
+// The CUDA backend, or a stub whose device_count() is 0 when CUDA is not
+// built (no_cuda.cpp).
+Backend& cuda_backend();
+// The backend for `type`.
+Backend& backend_for(DeviceType type);
+
+}  // namespace fanin::backend

@@ -1,0 +1,95 @@
+#include "backends/cpu/cpu_stream.h"
+
+#include <utility>
+
+namespace fanin::backend::cpu {
+
+CpuStream::CpuStream() : worker_([this] { run(); }) {}
+
+CpuStream::~CpuStream() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Work encoded but never committed cannot exist here: encoders commit
+    // when they end, and a stream is destroyed only when none is open.
+    for (auto& t : pending_) queue_.push_back(std::move(t));
+    pending_.clear();
+    stop_ = true;
+  }
+  work_cv_.notify_one();
+  worker_.join();
+}
+
+void CpuStream::encode(Task task) {
+  pending_.push_back(std::move(task));
+  encoded_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void CpuStream::end_encoding() {
+  if (pending_.empty()) return;
+  const uint64_t n = pending_.size();
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.empty()) {
+      queue_.swap(pending_);
+    } else {
+      for (auto& t : pending_) queue_.push_back(std::move(t));
+      pending_.clear();
+    }
+    wake = worker_idle_;
+  }
+  submitted_.fetch_add(n, std::memory_order_acq_rel);
+  if (wake) work_cv_.notify_one();
+}
+
+void CpuStream::run() {
+  std::vector<Task> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (queue_.empty() && !stop_) {
+        worker_idle_ = true;
+        work_cv_.wait(lock);
+        worker_idle_ = false;
+      }
+      if (queue_.empty() && stop_) return;
+      batch.swap(queue_);
+    }
+    for (auto& task : batch) {
+      try {
+        task();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      completed_.fetch_add(1, std::memory_order_seq_cst);
+      if (waiters_.load(std::memory_order_seq_cst) > 0) {
+        std::lock_guard<std::mutex> lock(done_mu_);
+        done_cv_.notify_all();
+      }
+    }
+    batch.clear();
+  }
+}
+
+void CpuStream::wait_fence(uint64_t value) noexcept {
+  if (fence_done(value)) return;
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock<std::mutex> lock(done_mu_);
+    done_cv_.wait(lock, [&] { return completed_.load(std::memory_order_seq_cst) >= value; });
+  }
+  waiters_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void CpuStream::synchronize() {
+  wait_fence(submitted_.load(std::memory_order_acquire));
+  std::exception_ptr err;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    err = std::exchange(error_, nullptr);
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace fanin::backend::cpu

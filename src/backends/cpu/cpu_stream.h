@@ -1,0 +1,68 @@
+// The CPU backend's stream: an in-order task queue run by one worker thread.
+//
+// Note [CPU streams]
+// Encode side (one thread at a time, guaranteed by the CommandBuffer's
+// one-encoder rule, which also orders successive owners): encode() appends to
+// pending_ without a lock; end_encoding() moves pending_ into queue_ under
+// mu_ and wakes the worker. Fences count tasks: encoded_ is bumped per
+// encoded task, completed_ by the worker after each task, so fence_done(v)
+// is completed_ >= v. Host waiters sleep on done_cv_; the worker notifies
+// only when waiters_ > 0 (seq_cst handshake as in Note [Stream leases]).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backends/backend.h"
+
+namespace fanin::backend::cpu {
+
+class CpuStream final : public StreamImpl {
+ public:
+  using Task = std::function<void()>;
+
+  CpuStream();
+  ~CpuStream() override;
+
+  // Encode side: appends `task` to the work being encoded.
+  void encode(Task task);
+
+  void end_encoding() override;
+  uint64_t fence() const noexcept override { return encoded_.load(std::memory_order_acquire); }
+  bool fence_done(uint64_t value) const noexcept override {
+    return completed_.load(std::memory_order_acquire) >= value;
+  }
+  void wait_fence(uint64_t value) noexcept override;
+  void synchronize() override;
+  bool query() const noexcept override {
+    return completed_.load(std::memory_order_acquire) >= submitted_.load(std::memory_order_acquire);
+  }
+
+ private:
+  void run();
+
+  std::vector<Task> pending_;  // encode side only (Note [CPU streams])
+  std::atomic<uint64_t> encoded_{0};
+  std::atomic<uint64_t> submitted_{0};
+  std::atomic<uint64_t> completed_{0};
+
+  std::mutex mu_;  // guards queue_, stop_, error_, worker_idle_
+  std::condition_variable work_cv_;  // worker sleeps here when queue_ is empty
+  std::vector<Task> queue_;
+  bool stop_ = false;
+  bool worker_idle_ = false;
+  std::exception_ptr error_;  // first error raised by a task since last synchronize
+
+  std::atomic<int> waiters_{0};  // host threads inside wait_fence
+  std::mutex done_mu_;  // guards nothing but the sleep/wake handshake on done_cv_
+  std::condition_variable done_cv_;
+
+  std::thread worker_;  // last: started after every other member exists
+};
+
+}  // namespace fanin::backend::cpu
