@@ -20,11 +20,29 @@
 
 namespace fanin::backend {
 
+class StreamImpl;
+
+// A captured, replayable sequence of stream work (a CUDA graph on cuda, a
+// recorded task list on cpu).
+class GraphImpl {
+ public:
+  virtual ~GraphImpl() = default;
+  // Encode side: replays the captured work on `stream`, after its earlier work.
+  virtual void launch(StreamImpl& stream) = 0;
+};
+
 // Per-stream backend state: the device queue plus anything a library
 // forbids sharing across threads (BLAS handles, workspaces, graph capture).
 class StreamImpl {
  public:
   virtual ~StreamImpl() = default;
+
+  // Note [Graphs]: between begin_capture() and end_capture(), work encoded on
+  // this stream is recorded into a graph instead of being submitted. Capture
+  // is per stream and per thread (CUDA: cudaStreamCaptureModeThreadLocal), so
+  // a capture never disturbs another thread's stream. Encode side only.
+  virtual void begin_capture() = 0;
+  virtual std::unique_ptr<GraphImpl> end_capture() = 0;
 
   // The outermost encoder on this stream ended: submit what was encoded.
   virtual void end_encoding() = 0;
@@ -34,7 +52,8 @@ class StreamImpl {
   // the call has finished; the values grow monotonically. Thread-safe.
   virtual uint64_t fence() const noexcept = 0;
   virtual bool fence_done(uint64_t value) const noexcept = 0;
-  // Blocks the host until fence_done(value). Thread-safe.
+  // Blocks the host until fence_done(value), or until all submitted work
+  // finished if `value` covers work not yet submitted. Thread-safe.
   virtual void wait_fence(uint64_t value) noexcept = 0;
 
   // Blocks until all submitted work finished; rethrows (and clears) the

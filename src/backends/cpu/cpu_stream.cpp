@@ -1,5 +1,6 @@
 #include "backends/cpu/cpu_stream.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace fanin::backend::cpu {
@@ -19,7 +20,36 @@ CpuStream::~CpuStream() {
   worker_.join();
 }
 
+namespace {
+// A recorded task list; launching encodes copies of the tasks.
+class CpuGraph final : public GraphImpl {
+ public:
+  explicit CpuGraph(std::vector<CpuStream::Task> tasks) : tasks_(std::move(tasks)) {}
+  void launch(StreamImpl& stream) override {
+    auto& s = static_cast<CpuStream&>(stream);
+    for (const auto& t : tasks_) s.encode(t);
+  }
+
+ private:
+  const std::vector<CpuStream::Task> tasks_;
+};
+}  // namespace
+
+void CpuStream::begin_capture() {
+  capturing_ = true;
+  captured_.clear();
+}
+
+std::unique_ptr<GraphImpl> CpuStream::end_capture() {
+  capturing_ = false;
+  return std::make_unique<CpuGraph>(std::exchange(captured_, {}));
+}
+
 void CpuStream::encode(Task task) {
+  if (capturing_) {
+    captured_.push_back(std::move(task));
+    return;
+  }
   pending_.push_back(std::move(task));
   encoded_.fetch_add(1, std::memory_order_acq_rel);
 }
@@ -73,6 +103,7 @@ void CpuStream::run() {
 }
 
 void CpuStream::wait_fence(uint64_t value) noexcept {
+  value = std::min(value, submitted_.load(std::memory_order_acquire));
   if (fence_done(value)) return;
   waiters_.fetch_add(1, std::memory_order_seq_cst);
   {

@@ -20,6 +20,8 @@
 
 #include "backends/backend.h"
 
+#include <memory>
+
 namespace fanin::backend::cpu {
 
 class CpuStream final : public StreamImpl {
@@ -32,6 +34,8 @@ class CpuStream final : public StreamImpl {
   // Encode side: appends `task` to the work being encoded.
   void encode(Task task);
 
+  void begin_capture() override;
+  std::unique_ptr<GraphImpl> end_capture() override;
   void end_encoding() override;
   uint64_t fence() const noexcept override { return encoded_.load(std::memory_order_acquire); }
   bool fence_done(uint64_t value) const noexcept override {
@@ -47,6 +51,8 @@ class CpuStream final : public StreamImpl {
   void run();
 
   std::vector<Task> pending_;  // encode side only (Note [CPU streams])
+  bool capturing_ = false;     // encode side only
+  std::vector<Task> captured_;  // encode side only: tasks recorded while capturing
   std::atomic<uint64_t> encoded_{0};
   std::atomic<uint64_t> submitted_{0};
   std::atomic<uint64_t> completed_{0};
