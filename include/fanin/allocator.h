@@ -42,6 +42,8 @@ struct AllocatorStats {
   uint64_t raw_frees = 0;        // blocks returned to the backend
 };
 
+struct PrivatePool;
+
 // One allocation. Owned by the allocator; users hold a pointer between
 // allocate() and free().
 struct Block {
@@ -49,6 +51,16 @@ struct Block {
   size_t size = 0;            // rounded size
   uint32_t stream_id = 0;     // stream it was last allocated on (0: device-wide)
   uint64_t free_fence = 0;    // internal: fence of stream_id at the last free
+  PrivatePool* pool = nullptr;  // internal: the graph pool owning it, if any
+};
+
+// A graph's private memory (Note [Graphs]): blocks allocated on a stream
+// while it captures. Internal to the allocator; guarded by its mu_.
+struct PrivatePool {
+  uint32_t stream_id = 0;
+  std::multimap<size_t, Block*> free;  // freed blocks, reusable by the same capture
+  size_t live = 0;                     // blocks handed out and not yet freed
+  bool closed = false;                 // the graph is gone: blocks leave on free
 };
 
 class Allocator {
@@ -72,6 +84,14 @@ class Allocator {
   void trim() noexcept;
   AllocatorStats stats() const;
 
+  // Internal, called by Graph::capture: while `stream` captures, its
+  // allocations come from a new private pool, which end_capture hands over.
+  void begin_capture(Stream& stream);
+  PrivatePool* end_capture(Stream& stream) noexcept;
+  // Internal, called when a graph dies: the pool's memory goes back to the
+  // device once every stream has passed the graph's work.
+  void release_pool(PrivatePool* pool) noexcept;
+
   // Internal, called by Stream's constructor and destructor.
   void register_stream(Stream& stream);
   void forget_stream(Stream& stream) noexcept;
@@ -94,6 +114,7 @@ class Allocator {
   bool fences_done(const std::vector<Fence>& fences) const;
   Block* raw_allocate(size_t size, Stream* stream);
   void release_blocks(std::vector<Block*>& blocks) noexcept;
+  void retire_device_wide(Block* block);  // queue for reuse after every stream passes
 
   Device* device_;
   // mu_ guards every member below: the free lists, the pending list, the
@@ -103,6 +124,7 @@ class Allocator {
   std::unordered_map<uint32_t, SizeMap> per_stream_;  // freed on S, reusable on S now
   SizeMap shared_;                                     // reusable on any stream
   std::vector<Pending> pending_;                       // waiting for fences
+  std::unordered_map<uint32_t, PrivatePool*> capturing_;  // stream id -> its capture pool
   AllocatorStats stats_;
 };
 

@@ -5,6 +5,7 @@
 #include "fanin/device.h"
 #include "fanin/error.h"
 #include "fanin/event.h"
+#include "fanin/graph.h"
 #include "fanin/model.h"
 #include "fanin/ops.h"
 #include "fanin/stream.h"

@@ -148,13 +148,23 @@ Block* Allocator::allocate(size_t bytes, Stream& stream) {
   FANIN_CHECK(bytes <= (size_t{1} << 48), kInvalidArgument, "[Allocator::allocate] ", bytes,
               " bytes is beyond any device");
   const size_t size = round_size(bytes);
-  Block* b;
+  Block* b = nullptr;
+  PrivatePool* pool = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    b = take_cached(size, stream.id());
+    auto cap = capturing_.find(stream.id());
+    if (cap != capturing_.end()) {
+      pool = cap->second;
+      b = take_from(pool->free, size);  // reuse within one capture follows its order
+      if (b != nullptr) stats_.cached_bytes -= b->size;
+    } else {
+      b = take_cached(size, stream.id());
+    }
   }
-  if (b == nullptr) b = raw_allocate(size, &stream);
+  if (b == nullptr) b = raw_allocate(size, pool != nullptr ? nullptr : &stream);
   std::lock_guard<std::mutex> lock(mu_);
+  b->pool = pool;
+  if (pool != nullptr) ++pool->live;
   b->stream_id = stream.id();
   ++stats_.allocations;
   stats_.in_use_bytes += b->size;
@@ -185,6 +195,17 @@ void Allocator::free(Block* block, const uint32_t* also_used_on, size_t n_also) 
   std::lock_guard<std::mutex> lock(mu_);
   stats_.in_use_bytes -= block->size;
   stats_.cached_bytes += block->size;
+  if (PrivatePool* pool = block->pool) {
+    --pool->live;
+    if (!pool->closed) {
+      pool->free.emplace(block->size, block);
+      return;
+    }
+    block->pool = nullptr;
+    retire_device_wide(block);
+    if (pool->live == 0) delete pool;
+    return;
+  }
   const uint32_t owner = block->stream_id;
   auto own = streams_.find(owner);
   if (owner != 0 && n_also == 0) {
@@ -196,10 +217,12 @@ void Allocator::free(Block* block, const uint32_t* also_used_on, size_t n_also) 
     per_stream_[owner].emplace(block->size, block);
     return;
   }
-  Pending p{block, owner, {}};
   if (owner == 0) {
-    for (auto& [id, impl] : streams_) p.fences.push_back({id, impl->fence()});
-  } else {
+    retire_device_wide(block);
+    return;
+  }
+  Pending p{block, owner, {}};
+  {
     if (own != streams_.end()) p.fences.push_back({owner, own->second->fence()});
     for (size_t i = 0; i < n_also; ++i) {
       auto s = streams_.find(also_used_on[i]);
@@ -207,6 +230,44 @@ void Allocator::free(Block* block, const uint32_t* also_used_on, size_t n_also) 
     }
   }
   pending_.push_back(std::move(p));
+}
+
+void Allocator::retire_device_wide(Block* block) {
+  Pending p{block, 0, {}};
+  p.fences.reserve(streams_.size());
+  for (auto& [id, impl] : streams_) p.fences.push_back({id, impl->fence()});
+  pending_.push_back(std::move(p));
+}
+
+void Allocator::begin_capture(Stream& stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  FANIN_CHECK(capturing_.count(stream.id()) == 0, kInvalidArgument, "[Graph::capture] stream ",
+              stream.id(), " is already capturing; captures do not nest");
+  auto* pool = new PrivatePool;
+  pool->stream_id = stream.id();
+  capturing_[stream.id()] = pool;
+}
+
+PrivatePool* Allocator::end_capture(Stream& stream) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = capturing_.find(stream.id());
+  FANIN_ASSERT(it != capturing_.end(), "end_capture without begin_capture on stream ",
+               stream.id());
+  PrivatePool* pool = it->second;
+  capturing_.erase(it);
+  return pool;
+}
+
+void Allocator::release_pool(PrivatePool* pool) noexcept {
+  if (pool == nullptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  pool->closed = true;
+  for (auto& [size, b] : pool->free) {
+    b->pool = nullptr;
+    retire_device_wide(b);
+  }
+  pool->free.clear();
+  if (pool->live == 0) delete pool;
 }
 
 void Allocator::trim() noexcept {
