@@ -1,6 +1,6 @@
 // Internal checking helpers; never included from public headers.
 //
-// Two kinds of check, never mixed (Note [Errors] in docs/concurrency.md):
+// Two kinds of check, never mixed (Note [Errors] in docs/design.md):
 //   FANIN_CHECK(cond, code, parts...)  user input: throws fanin::Error whose
 //                                      message is the concatenated parts.
 //   FANIN_ASSERT(cond, parts...)       internal invariant: prints and aborts.

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package fanin's build and tests need. Idempotent:
+# packages already present are skipped; apt-get update runs first when
+# something is missing. Run as root or with sudo available.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build git pkg-config
+  libopenblas-dev          # CPU GEMM
+  nlohmann-json3-dev       # JSON (safetensors headers, bench output)
+  libcli11-dev             # the fanin CLI
+  libgtest-dev libgmock-dev  # tests
+  libbenchmark-dev         # micro-benchmarks
+  spin                     # model checking of the pool and queue protocols
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
