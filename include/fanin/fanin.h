@@ -3,6 +3,7 @@
 
 #include "fanin/allocator.h"
 #include "fanin/device.h"
+#include "fanin/engine.h"
 #include "fanin/error.h"
 #include "fanin/event.h"
 #include "fanin/graph.h"

@@ -1,0 +1,153 @@
+// fanin/engine.h: serve a model to many threads through a batching queue.
+//
+// Contract (Note [BatchQueue] in docs/concurrency.md):
+// - Engine::submit may be called from any number of threads at once. It
+//   either accepts the request (the returned future, or the callback, is then
+//   resolved exactly once, whatever happens later: success, a failure of that
+//   request alone, a device error of its batch, cancellation, deadline,
+//   shutdown) or throws at once and accepts nothing (QueueFull when the queue
+//   is at max_queue_length, InvalidArgument for a malformed input, Cancelled
+//   once shutdown has begun).
+// - Workers (each holding its own stream lease) form batches: up to
+//   max_batch_size requests (or max_tokens_per_batch tokens), most urgent
+//   priority first, FIFO within a priority; a batch leaves when full or when
+//   its oldest request has waited max_queue_delay.
+// - A request past its deadline fails with DeadlineExceeded and never runs;
+//   a cancelled one is dropped before batching, skipped before launch, or its
+//   result discarded after, and resolves with Cancelled.
+// - drain() finishes what was accepted; cancel() fails it with Cancelled;
+//   the destructor drains. Callbacks run on a worker thread and must not
+//   block for long or call drain()/cancel()/the destructor.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fanin/error.h"
+#include "fanin/tensor.h"
+
+namespace fanin {
+
+class Device;
+class Model;
+
+using Clock = std::chrono::steady_clock;
+
+// Cooperative cancellation shared by a caller and its requests.
+class CancelToken {
+ public:
+  // Marks every request holding this token as cancelled. Thread-safe.
+  void cancel() noexcept { flag_.store(true, std::memory_order_release); }
+  bool cancelled() const noexcept { return flag_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> flag_{false};
+};
+
+// Per-request options.
+struct RequestOptions {
+  // Absolute deadline; time_point::max() means "the engine's default".
+  Clock::time_point deadline = Clock::time_point::max();
+  // 0 is the most urgent; must be < EngineOptions::priority_levels.
+  int priority = 0;
+  // Optional cancellation token.
+  std::shared_ptr<const CancelToken> cancel;
+  // Work units of this request for the token budget (e.g. its tokens);
+  // 0 means 1.
+  int64_t cost = 0;
+};
+
+// Engine configuration: the batching knobs.
+struct EngineOptions {
+  int workers = 1;                                    // threads, each with a stream lease
+  int max_batch_size = 64;                            // requests per batch
+  std::chrono::microseconds max_queue_delay{500};     // wait for a fuller batch at most this
+  std::vector<int> preferred_batch_sizes;             // pad a batch up to the next one (graphs)
+  size_t max_queue_length = 1 << 16;                  // QueueFull beyond this
+  int priority_levels = 1;                            // RequestOptions::priority < this
+  std::chrono::microseconds default_timeout{0};       // 0: no default deadline
+  int64_t max_tokens_per_batch = 0;                   // 0: no token budget
+  bool check_inputs = false;                          // fail NaN/Inf inputs alone
+  bool use_graphs = false;                            // capture the forward per (worker, size)
+  std::chrono::milliseconds lease_timeout{10000};     // waiting for a worker's stream lease
+  // Observability / test hooks, called on the worker thread (may be empty).
+  std::function<void(int batch_size)> on_batch_formed;   // before the launch-time checks
+  std::function<void(int batch_size)> on_batch_computed; // after compute, before results
+};
+
+// A successful result.
+struct Response {
+  std::vector<float> output;  // the request's output row(s), as f32
+  Shape shape;                // its shape (the model's output_shape)
+  double queue_us = 0;        // enqueue -> batch formed
+  double compute_us = 0;      // batch formed -> results ready
+  int batch_size = 0;         // requests in its batch (before padding)
+};
+
+// Counters and histograms; a consistent snapshot.
+struct EngineMetrics {
+  uint64_t submitted = 0, completed = 0, failed = 0;
+  uint64_t rejected_queue_full = 0, rejected_invalid = 0, rejected_shutdown = 0;
+  uint64_t deadline_exceeded = 0, cancelled = 0, invalid_in_batch = 0, device_errors = 0;
+  uint64_t batches = 0;
+  std::vector<uint64_t> batch_fill;  // batch_fill[n] = batches of n requests (n <= max)
+  // Latency histograms in microseconds: counts per bucket upper bound.
+  std::vector<double> latency_bounds_us;
+  std::vector<uint64_t> queue_us_hist, compute_us_hist;
+  double queue_us_sum = 0, compute_us_sum = 0;
+  struct Worker {
+    uint32_t stream_id = 0;
+    uint64_t batches = 0, requests = 0;
+    double busy_us = 0;
+  };
+  std::vector<Worker> workers;
+  size_t queue_length = 0;
+};
+
+namespace serving {
+class EngineImpl;
+}
+
+// A model behind a BatchQueue and its workers.
+class Engine {
+ public:
+  using Callback = std::function<void(Response response, const Error* error)>;
+
+  // Starts options.workers workers on the model's device, each leasing a
+  // stream from the device's pool. Throws InvalidArgument for bad options.
+  Engine(std::shared_ptr<const Model> model, EngineOptions options = {});
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  // Drains: every accepted request resolves first.
+  ~Engine();
+
+  // One request: `input` holds numel(model.input_shape()) values. See the
+  // header contract for what throws and what resolves the future.
+  std::future<Response> submit(std::vector<float> input, const RequestOptions& options = {});
+  // As submit, resolving through `done`, called exactly once on a worker
+  // thread; rejections throw here instead and never call `done`.
+  void submit(std::vector<float> input, const RequestOptions& options, Callback done);
+
+  // Stops accepting; waits up to `timeout` for accepted requests to finish;
+  // those still unfinished then are cancelled. Returns true if all finished
+  // in time. Idempotent.
+  bool drain(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
+  // Stops accepting and fails every unfinished request with Cancelled.
+  void cancel();
+
+  EngineMetrics metrics() const;
+  // The metrics in Prometheus text exposition format (prefix "fanin_").
+  std::string prometheus() const;
+  const EngineOptions& options() const noexcept;
+
+ private:
+  std::unique_ptr<serving::EngineImpl> impl_;
+};
+
+}  // namespace fanin

@@ -1,0 +1,100 @@
+// The request queue behind Engine: admission, priorities, batch formation.
+//
+// Note [BatchQueue]
+// One mutex (mu_) guards the per-priority FIFOs, the counters and the closed
+// flag; producers hold it only to append, workers only to form a batch.
+// A producer wakes a worker only when one sleeps with nothing to do (idle_),
+// or when the queue now holds a full batch and a worker is waiting for its
+// batch to fill (filling_): no syscall per request otherwise. Requests that
+// are cancelled or past their deadline are taken out during formation and
+// returned separately so that they are failed outside the lock. Every
+// request leaves the queue exactly once: through next_batch, take_all, or
+// (when admission throws) never entering. Resolution is the caller's job,
+// and Request::claim() makes it happen at most once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fanin/engine.h"
+
+namespace fanin::serving {
+
+// A queued request; the engine derives the payload.
+struct Request {
+  virtual ~Request() = default;
+  // Fails the request with `e` if not yet resolved.
+  virtual void fail(const Error& e) noexcept = 0;
+  // True for exactly one caller: the one that resolves the request.
+  bool claim() noexcept { return !resolved_.exchange(true, std::memory_order_acq_rel); }
+  bool cancelled() const noexcept { return cancel != nullptr && cancel->cancelled(); }
+
+  int priority = 0;
+  int64_t cost = 1;
+  Clock::time_point enqueued;
+  Clock::time_point deadline = Clock::time_point::max();
+  std::shared_ptr<const CancelToken> cancel;
+
+ private:
+  std::atomic<bool> resolved_{false};
+};
+using RequestPtr = std::unique_ptr<Request>;
+
+struct QueueConfig {
+  int max_batch_size = 64;
+  std::chrono::microseconds max_queue_delay{500};
+  std::vector<int> preferred_batch_sizes;  // ascending
+  size_t max_queue_length = 1 << 16;
+  int priority_levels = 1;
+  int64_t max_tokens_per_batch = 0;
+};
+
+// What next_batch hands a worker.
+struct Formed {
+  std::vector<RequestPtr> batch;    // to run
+  std::vector<RequestPtr> expired;  // past deadline: fail with DeadlineExceeded
+  std::vector<RequestPtr> dropped;  // cancelled: fail with Cancelled
+  bool closed = false;              // queue closed and empty: the worker exits
+};
+
+class BatchQueue {
+ public:
+  explicit BatchQueue(QueueConfig config);
+
+  // Admission. Throws QueueFull (at max length) or Cancelled (closed); on a
+  // throw the request is not taken.
+  void push(RequestPtr& request);
+
+  // Worker side: blocks until a batch is due (full, or its oldest request
+  // waited max_queue_delay, or the queue is closing) and forms it.
+  Formed next_batch();
+
+  // No more admissions; workers finish what is queued, then see closed.
+  void close();
+  // Closes and removes every queued request (for cancellation).
+  std::vector<RequestPtr> take_all();
+
+  size_t size() const;
+  bool closed() const;
+
+ private:
+  bool due(Clock::time_point now, Clock::time_point* wake) const;  // under mu_
+  void form(Clock::time_point now, Formed& out);                   // under mu_
+
+  const QueueConfig config_;
+  mutable std::mutex mu_;  // guards everything below (Note [BatchQueue])
+  std::condition_variable cv_;
+  std::vector<std::deque<RequestPtr>> levels_;  // one FIFO per priority
+  size_t count_ = 0;
+  int64_t tokens_ = 0;
+  bool closed_ = false;
+  int idle_ = 0;     // workers waiting for any request
+  int filling_ = 0;  // workers waiting for a batch to fill
+};
+
+}  // namespace fanin::serving

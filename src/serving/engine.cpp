@@ -1,0 +1,479 @@
+// Engine: a Model behind a BatchQueue (Note [BatchQueue]) and its workers.
+//
+// Note [Engine lifetime]
+// Every accepted request is resolved exactly once (Request::claim). Workers
+// exit only after the queue is closed and empty. drain() closes the queue
+// and waits for the workers (up to a timeout); on timeout, and in cancel(),
+// cancelling_ is set first, then every queued request is taken out and
+// failed with Cancelled; batches already running finish their compute and
+// resolve with Cancelled (results discarded). Joining happens once, under
+// lifecycle_mu_.
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/check.h"
+#include "fanin/device.h"
+#include "fanin/graph.h"
+#include "fanin/model.h"
+#include "fanin/stream.h"
+#include "serving/batch_queue.h"
+#include "serving/metrics.h"
+
+namespace fanin::serving {
+namespace {
+
+double micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
+struct EngineRequest final : Request {
+  std::vector<float> input;
+  std::promise<Response> promise;
+  Engine::Callback callback;
+
+  void fail(const Error& e) noexcept override {
+    if (!claim()) return;
+    try {
+      if (callback) {
+        callback(Response{}, &e);
+      } else {
+        promise.set_exception(std::make_exception_ptr(e));
+      }
+    } catch (...) {
+      // A throwing callback must not take the worker down.
+    }
+  }
+  void succeed(Response r) noexcept {
+    if (!claim()) return;
+    try {
+      if (callback) {
+        callback(std::move(r), nullptr);
+      } else {
+        promise.set_value(std::move(r));
+      }
+    } catch (...) {
+    }
+  }
+};
+
+EngineRequest& as_engine(const RequestPtr& r) { return static_cast<EngineRequest&>(*r); }
+
+void write_row(const float* src, int64_t n, DType dtype, uint8_t* dst) {
+  switch (dtype) {
+    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
+    case DType::kF16:
+    case DType::kBF16: {
+      auto* d = reinterpret_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i)
+        d[i] = dtype == DType::kF16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
+      break;
+    }
+    case DType::kI32: {
+      auto* d = reinterpret_cast<int32_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = static_cast<int32_t>(std::lrint(src[i]));
+      break;
+    }
+  }
+}
+
+void read_row(const uint8_t* src, int64_t n, DType dtype, float* dst) {
+  switch (dtype) {
+    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
+    case DType::kF16:
+    case DType::kBF16: {
+      auto* s = reinterpret_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i)
+        dst[i] = dtype == DType::kF16 ? f16_to_f32(s[i]) : bf16_to_f32(s[i]);
+      break;
+    }
+    case DType::kI32: {
+      auto* s = reinterpret_cast<const int32_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+class EngineImpl {
+ public:
+  EngineImpl(std::shared_ptr<const Model> model, EngineOptions options)
+      : model_(std::move(model)), options_(std::move(options)), queue_(make_config()) {
+    in_numel_ = checked_numel(model_->input_shape(), "Engine");
+    out_numel_ = checked_numel(model_->output_shape(), "Engine");
+    metrics_ = empty_metrics(options_.max_batch_size, options_.workers);
+    Device& device = model_->device();
+    workers_.resize(static_cast<size_t>(options_.workers));
+    for (int w = 0; w < options_.workers; ++w) {
+      workers_[w].lease = device.stream_pool().acquire_for(options_.lease_timeout);
+      metrics_.workers[w].stream_id = workers_[w].lease->id();
+    }
+    live_ = options_.workers;
+    for (int w = 0; w < options_.workers; ++w)
+      workers_[w].thread = std::thread([this, w] { run_worker(w); });
+  }
+
+  ~EngineImpl() { drain(std::chrono::milliseconds::max()); }
+
+  void submit(std::vector<float> input, const RequestOptions& opt, Engine::Callback cb,
+              std::future<Response>* future) {
+    auto fail_invalid = [&](auto&&... parts) {
+      {
+        std::lock_guard<std::mutex> lock(metrics_mu_);
+        ++metrics_.rejected_invalid;
+      }
+      FANIN_THROW(kInvalidArgument, parts...);
+    };
+    if (static_cast<int64_t>(input.size()) != in_numel_) {
+      fail_invalid("[Engine::submit] input has ", input.size(), " values, model ", model_->name(),
+                   " expects ", in_numel_, " (shape ", to_string(model_->input_shape()), ")");
+    }
+    if (opt.priority < 0 || opt.priority >= options_.priority_levels) {
+      fail_invalid("[Engine::submit] priority ", opt.priority, " outside 0..",
+                   options_.priority_levels - 1);
+    }
+    if (opt.cost < 0) fail_invalid("[Engine::submit] cost must be >= 0, got ", opt.cost);
+    auto req = std::make_unique<EngineRequest>();
+    req->input = std::move(input);
+    req->priority = opt.priority;
+    req->cost = opt.cost > 0 ? opt.cost : 1;
+    req->cancel = opt.cancel;
+    req->enqueued = Clock::now();
+    if (opt.deadline != Clock::time_point::max()) {
+      req->deadline = opt.deadline;
+    } else if (options_.default_timeout.count() > 0) {
+      req->deadline = req->enqueued + options_.default_timeout;
+    }
+    req->callback = std::move(cb);
+    if (future != nullptr) *future = req->promise.get_future();
+    RequestPtr base = std::move(req);
+    try {
+      queue_.push(base);
+    } catch (const Error& e) {
+      std::lock_guard<std::mutex> lock(metrics_mu_);
+      if (e.code() == ErrorCode::kQueueFull) ++metrics_.rejected_queue_full;
+      else ++metrics_.rejected_shutdown;
+      throw;
+    }
+    submitted_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  bool drain(std::chrono::milliseconds timeout) {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
+    queue_.close();
+    bool in_time;
+    {
+      std::unique_lock<std::mutex> lock(exit_mu_);
+      auto done = [&] { return live_ == 0; };
+      if (timeout == std::chrono::milliseconds::max()) {
+        exit_cv_.wait(lock, done);
+        in_time = true;
+      } else {
+        in_time = exit_cv_.wait_for(lock, timeout, done);
+      }
+    }
+    if (!in_time) cancel_locked();
+    join_locked();
+    return in_time;
+  }
+
+  void cancel() {
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
+    cancel_locked();
+    join_locked();
+  }
+
+  EngineMetrics metrics() const {
+    EngineMetrics m;
+    {
+      std::lock_guard<std::mutex> lock(metrics_mu_);
+      m = metrics_;
+    }
+    m.submitted = submitted_.load(std::memory_order_relaxed);
+    m.queue_length = queue_.size();
+    return m;
+  }
+
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct GraphEntry {
+    Tensor x, y;
+    std::unique_ptr<Graph> graph;
+  };
+  struct Worker {
+    StreamLease lease;
+    std::thread thread;
+    std::vector<float> in_f32, out_f32;
+    std::vector<uint8_t> in_bytes, out_bytes;
+    std::map<int, GraphEntry> graphs;  // padded batch size -> captured forward
+  };
+
+  QueueConfig make_config() const {
+    const EngineOptions& o = options_;
+    FANIN_CHECK(o.workers >= 1 && o.workers <= 256, kInvalidArgument,
+                "[Engine] workers must be in 1..256, got ", o.workers);
+    FANIN_CHECK(o.max_batch_size >= 1, kInvalidArgument, "[Engine] max_batch_size must be >= 1, got ",
+                o.max_batch_size);
+    FANIN_CHECK(o.max_queue_delay.count() >= 0, kInvalidArgument,
+                "[Engine] max_queue_delay must be >= 0");
+    FANIN_CHECK(o.max_queue_length >= 1, kInvalidArgument, "[Engine] max_queue_length must be >= 1");
+    FANIN_CHECK(o.priority_levels >= 1 && o.priority_levels <= 64, kInvalidArgument,
+                "[Engine] priority_levels must be in 1..64, got ", o.priority_levels);
+    FANIN_CHECK(o.max_tokens_per_batch >= 0, kInvalidArgument,
+                "[Engine] max_tokens_per_batch must be >= 0");
+    FANIN_CHECK(o.default_timeout.count() >= 0, kInvalidArgument,
+                "[Engine] default_timeout must be >= 0");
+    int prev = 0;
+    for (int p : o.preferred_batch_sizes) {
+      FANIN_CHECK(p > prev && p <= o.max_batch_size, kInvalidArgument,
+                  "[Engine] preferred_batch_sizes must be ascending within 1..max_batch_size (",
+                  o.max_batch_size, "), got ", p, " after ", prev);
+      prev = p;
+    }
+    FANIN_CHECK(model_ != nullptr, kInvalidArgument, "[Engine] model is null");
+    QueueConfig c;
+    c.max_batch_size = o.max_batch_size;
+    c.max_queue_delay = o.max_queue_delay;
+    c.preferred_batch_sizes = o.preferred_batch_sizes;
+    c.max_queue_length = o.max_queue_length;
+    c.priority_levels = o.priority_levels;
+    c.max_tokens_per_batch = o.max_tokens_per_batch;
+    return c;
+  }
+
+  int padded(int n) const {
+    for (int p : options_.preferred_batch_sizes)
+      if (p >= n) return p;
+    return n;
+  }
+
+  void cancel_locked() {
+    cancelling_.store(true, std::memory_order_release);
+    for (RequestPtr& r : queue_.take_all()) {
+      as_engine(r).fail(Error(ErrorCode::kCancelled,
+                              "[Engine] request cancelled by engine shutdown before it ran"));
+      count_failure(ErrorCode::kCancelled);
+    }
+  }
+
+  void join_locked() {
+    for (Worker& w : workers_)
+      if (w.thread.joinable()) w.thread.join();
+  }
+
+  void count_failure(ErrorCode code) {
+    std::lock_guard<std::mutex> lock(metrics_mu_);
+    ++metrics_.failed;
+    switch (code) {
+      case ErrorCode::kDeadlineExceeded: ++metrics_.deadline_exceeded; break;
+      case ErrorCode::kCancelled: ++metrics_.cancelled; break;
+      case ErrorCode::kInvalidArgument: ++metrics_.invalid_in_batch; break;
+      default: ++metrics_.device_errors; break;
+    }
+  }
+
+  void fail(const RequestPtr& r, ErrorCode code, const std::string& message) {
+    as_engine(r).fail(Error(code, message));
+    count_failure(code);
+  }
+
+  void run_worker(int w) {
+    for (;;) {
+      Formed f = queue_.next_batch();
+      const Clock::time_point now = Clock::now();
+      for (const RequestPtr& r : f.expired)
+        fail(r, ErrorCode::kDeadlineExceeded,
+             detail::str("[Engine] request deadline passed after ",
+                         static_cast<int64_t>(micros(now - r->enqueued)),
+                         " us in the queue; it never ran"));
+      for (const RequestPtr& r : f.dropped)
+        fail(r, ErrorCode::kCancelled, "[Engine] request cancelled before batching; it never ran");
+      if (!f.batch.empty()) run_batch(w, f.batch);
+      if (f.closed) break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(exit_mu_);
+      --live_;
+    }
+    exit_cv_.notify_all();
+  }
+
+  void run_batch(int w, std::vector<RequestPtr>& batch) {
+    Worker& wk = workers_[static_cast<size_t>(w)];
+    const Clock::time_point formed = Clock::now();
+    const int formed_n = static_cast<int>(batch.size());
+    if (options_.on_batch_formed) options_.on_batch_formed(formed_n);
+
+    // Launch-time checks: each failing request fails alone.
+    std::vector<Request*> run;
+    run.reserve(batch.size());
+    for (const RequestPtr& r : batch) {
+      if (r->cancelled() || cancelling_.load(std::memory_order_acquire)) {
+        fail(r, ErrorCode::kCancelled, "[Engine] request cancelled before launch; it never ran");
+      } else if (r->deadline <= formed) {
+        fail(r, ErrorCode::kDeadlineExceeded,
+             detail::str("[Engine] request deadline passed after ",
+                         static_cast<int64_t>(micros(formed - r->enqueued)),
+                         " us in the queue; it never ran"));
+      } else if (options_.check_inputs && !all_finite(as_engine(r).input)) {
+        fail(r, ErrorCode::kInvalidArgument,
+             "[Engine] input contains NaN or Inf (check_inputs is on); the rest of its batch ran");
+      } else {
+        run.push_back(r.get());
+      }
+    }
+    if (run.empty()) return;
+    const int n = static_cast<int>(run.size());
+    const int p = padded(n);
+    const DType dtype = model_->dtype();
+    const size_t esize = dtype_size(dtype);
+    wk.in_bytes.assign(static_cast<size_t>(p * in_numel_) * esize, 0);
+    wk.out_bytes.resize(static_cast<size_t>(p * out_numel_) * esize);
+    for (int i = 0; i < n; ++i)
+      write_row(static_cast<EngineRequest*>(run[i])->input.data(), in_numel_, dtype,
+                wk.in_bytes.data() + static_cast<size_t>(i * in_numel_) * esize);
+
+    Shape in_shape{p};
+    for (int64_t d : model_->input_shape()) in_shape.push_back(d);
+    try {
+      Stream& s = wk.lease.stream();
+      {
+        Encoder enc = s.command_buffer().begin_encoding();
+        if (options_.use_graphs) {
+          GraphEntry& g = graph_for(wk, p, in_shape, s);
+          g.x.copy_from_host(wk.in_bytes.data(), wk.in_bytes.size(), s);
+          g.graph->launch(s);
+          g.y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
+        } else {
+          Tensor x = Tensor::from_host(wk.in_bytes.data(), wk.in_bytes.size(), in_shape, dtype, s);
+          Tensor y = model_->forward(x, s);
+          FANIN_CHECK(y.nbytes() == wk.out_bytes.size(), kInvalidArgument, "[Engine] model ",
+                      model_->name(), " returned ", y.nbytes(), " bytes for a batch of ", p,
+                      ", expected ", wk.out_bytes.size());
+          y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
+        }
+      }
+      s.synchronize();
+    } catch (const Error& e) {
+      for (Request* r : run) {
+        r->fail(e);
+        count_failure(e.code() == ErrorCode::kInvalidArgument ? ErrorCode::kDeviceError : e.code());
+      }
+      return;
+    } catch (const std::exception& e) {
+      Error err(ErrorCode::kDeviceError, std::string("[Engine] batch failed: ") + e.what());
+      for (Request* r : run) {
+        r->fail(err);
+        count_failure(ErrorCode::kDeviceError);
+      }
+      return;
+    }
+    if (options_.on_batch_computed) options_.on_batch_computed(n);
+    const Clock::time_point done = Clock::now();
+    const double compute_us = micros(done - formed);
+    int completed = 0;
+    std::vector<double> queue_us(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      auto* r = static_cast<EngineRequest*>(run[i]);
+      queue_us[i] = micros(formed - r->enqueued);
+      if (r->cancelled() || cancelling_.load(std::memory_order_acquire)) {
+        r->fail(Error(ErrorCode::kCancelled,
+                      "[Engine] request cancelled while its batch ran; result discarded"));
+        count_failure(ErrorCode::kCancelled);
+        continue;
+      }
+      Response resp;
+      resp.output.resize(static_cast<size_t>(out_numel_));
+      read_row(wk.out_bytes.data() + static_cast<size_t>(i * out_numel_) * esize, out_numel_,
+               dtype, resp.output.data());
+      resp.shape = model_->output_shape();
+      resp.queue_us = queue_us[i];
+      resp.compute_us = compute_us;
+      resp.batch_size = n;
+      r->succeed(std::move(resp));
+      ++completed;
+    }
+    std::lock_guard<std::mutex> lock(metrics_mu_);
+    metrics_.completed += static_cast<uint64_t>(completed);
+    ++metrics_.batches;
+    ++metrics_.batch_fill[static_cast<size_t>(std::min(n, options_.max_batch_size))];
+    for (double q : queue_us) {
+      observe(metrics_.queue_us_hist, q);
+      metrics_.queue_us_sum += q;
+      observe(metrics_.compute_us_hist, compute_us);
+      metrics_.compute_us_sum += compute_us;
+    }
+    auto& wm = metrics_.workers[static_cast<size_t>(w)];
+    ++wm.batches;
+    wm.requests += static_cast<uint64_t>(n);
+    wm.busy_us += compute_us;
+  }
+
+  GraphEntry& graph_for(Worker& wk, int p, const Shape& in_shape, Stream& s) {
+    auto it = wk.graphs.find(p);
+    if (it != wk.graphs.end()) return it->second;
+    GraphEntry g;
+    g.x = Tensor::empty(in_shape, model_->dtype(), s);
+    Tensor y;
+    g.graph = Graph::capture(s, [&] { y = model_->forward(g.x, s); });
+    g.y = y;
+    return wk.graphs.emplace(p, std::move(g)).first->second;
+  }
+
+  static bool all_finite(const std::vector<float>& v) {
+    for (float x : v)
+      if (!std::isfinite(x)) return false;
+    return true;
+  }
+
+  std::shared_ptr<const Model> model_;
+  const EngineOptions options_;
+  BatchQueue queue_;
+  int64_t in_numel_ = 0, out_numel_ = 0;
+  std::vector<Worker> workers_;  // sized at construction; each touched by its own thread
+  std::atomic<bool> cancelling_{false};
+  std::atomic<uint64_t> submitted_{0};
+
+  mutable std::mutex metrics_mu_;  // guards metrics_
+  EngineMetrics metrics_;
+
+  std::mutex exit_mu_;  // guards live_
+  std::condition_variable exit_cv_;
+  int live_ = 0;
+
+  std::mutex lifecycle_mu_;  // serializes drain/cancel (closing and joining)
+};
+
+}  // namespace fanin::serving
+
+namespace fanin {
+
+Engine::Engine(std::shared_ptr<const Model> model, EngineOptions options)
+    : impl_(std::make_unique<serving::EngineImpl>(std::move(model), std::move(options))) {}
+
+Engine::~Engine() = default;
+
+std::future<Response> Engine::submit(std::vector<float> input, const RequestOptions& options) {
+  std::future<Response> f;
+  impl_->submit(std::move(input), options, nullptr, &f);
+  return f;
+}
+
+void Engine::submit(std::vector<float> input, const RequestOptions& options, Callback done) {
+  FANIN_CHECK(static_cast<bool>(done), kInvalidArgument, "[Engine::submit] callback is empty");
+  impl_->submit(std::move(input), options, std::move(done), nullptr);
+}
+
+bool Engine::drain(std::chrono::milliseconds timeout) { return impl_->drain(timeout); }
+void Engine::cancel() { impl_->cancel(); }
+EngineMetrics Engine::metrics() const { return impl_->metrics(); }
+std::string Engine::prometheus() const { return serving::to_prometheus(impl_->metrics()); }
+const EngineOptions& Engine::options() const noexcept { return impl_->options(); }
+
+}  // namespace fanin
