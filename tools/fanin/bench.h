@@ -1,0 +1,41 @@
+// tools/fanin/bench.h: `fanin bench`, the throughput/latency benchmark.
+//
+// Direct mode (Note [Bench direct mode] in bench.cpp): for each thread count
+// N, N threads each lease a stream from the device's pool and run a closed
+// loop of requests (copy in, forward, copy out, synchronize) on one shared
+// model. Output is one JSON document on stdout (and in --out FILE);
+// progress goes to stderr.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace fanin::cli {
+
+// The command line of `fanin bench`, as parsed; checked by run_bench.
+struct BenchOptions {
+  std::string model = "mlp";
+  std::string backend = "cpu";
+  std::vector<int> threads{1, 2, 4};
+  double seconds = 3.0;
+  double warmup_seconds = 0.5;
+  std::string mode = "direct";
+  std::string dtype = "f32";
+  int batch = 1;
+  std::vector<int> dims{512, 1024, 1024, 512};
+  std::string out;  // empty: stdout only
+  bool graphs = false;
+};
+
+// Registers the `bench` subcommand on `app`, parsing into `options`.
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& options);
+
+// Runs the benchmark; returns the exit code. Throws UsageError for bad
+// values and fanin::Error for failures of the library.
+int run_bench(const BenchOptions& options);
+
+}  // namespace fanin::cli

@@ -1,0 +1,272 @@
+// The direct-mode runner of `fanin bench`.
+//
+// Note [Bench direct mode]
+// Each of N threads leases its own stream from the device's pool, allocates
+// one input tensor on it and (with --graphs) captures the model's forward on
+// it once. One request is: perturb a host input buffer, then inside one
+// encoder copy it into the input tensor, run the forward (or launch the
+// graph), copy the output into a host buffer; end the encoder (one commit
+// per request) and synchronize the stream. Every thread does one request
+// before the clock starts (first allocations, capture check), then all
+// threads are released together into warm-up, then measure until a common
+// deadline; a request started before the deadline is counted when it ends.
+// The threads meet the main thread at three points (ready, finished,
+// release) under one mutex; none of that is on the request path. Leases are
+// held until the main thread has read the allocator at the end, so the
+// per-stream memory it reports is what N live streams hold.
+#include "bench_direct.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "fanin/device.h"
+#include "fanin/error.h"
+#include "fanin/graph.h"
+#include "fanin/model.h"
+#include "fanin/stream.h"
+#include "fanin/tensor.h"
+
+namespace fanin::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Where the threads and the main thread meet (Note [Bench direct mode]).
+struct Meeting {
+  explicit Meeting(int n) : n(n) {}
+  const int n;
+  std::mutex mu;  // guards every member below
+  std::condition_variable cv;
+  int ready = 0;
+  int finished = 0;
+  bool go = false;
+  bool abort = false;
+  bool release = false;
+  Clock::time_point measure_start, measure_end;
+};
+
+// One thread's measurements; written by that thread, read by main after
+// the meeting point that follows.
+struct ThreadOut {
+  std::vector<double> latency_us;
+  Clock::time_point last_end;
+  std::exception_ptr error;
+};
+
+// Stores `value` as element `i` of `buf` in `dtype`.
+void put(std::vector<uint8_t>& buf, size_t i, DType dtype, float value) {
+  switch (dtype) {
+    case DType::kF32: std::memcpy(buf.data() + 4 * i, &value, 4); break;
+    case DType::kI32: {
+      int32_t v = static_cast<int32_t>(std::lrint(value));
+      std::memcpy(buf.data() + 4 * i, &v, 4);
+      break;
+    }
+    case DType::kF16:
+    case DType::kBF16: {
+      uint16_t h = dtype == DType::kF16 ? f32_to_f16(value) : f32_to_bf16(value);
+      std::memcpy(buf.data() + 2 * i, &h, 2);
+      break;
+    }
+  }
+}
+
+// Deterministic input values in [-1, 1), different for each thread.
+std::vector<uint8_t> make_input(int64_t numel, DType dtype, int thread_index) {
+  std::vector<uint8_t> buf(static_cast<size_t>(numel) * dtype_size(dtype));
+  uint32_t x = 0x9e3779b9u * static_cast<uint32_t>(thread_index + 1);
+  for (int64_t i = 0; i < numel; ++i) {
+    x = x * 1664525u + 1013904223u;  // LCG: cheap and good enough for inputs
+    put(buf, static_cast<size_t>(i), dtype, static_cast<float>(x >> 8) * 0x1.0p-23f - 1.0f);
+  }
+  return buf;
+}
+
+// Throws DeviceError unless `got` matches `want` within float tolerance.
+void check_same(const char* what, const std::vector<float>& got, const std::vector<float>& want) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (i >= got.size() || !(std::fabs(got[i] - want[i]) <= 1e-2f * (1.0f + std::fabs(want[i]))))
+      throw Error(ErrorCode::kDeviceError,
+                  "[fanin bench] " + std::string(what) + ": element " + std::to_string(i) +
+                      " is " + (i < got.size() ? std::to_string(got[i]) : "missing") +
+                      ", expected " + std::to_string(want[i]));
+  }
+}
+
+void worker(const Model& model, const DirectConfig& cfg, int index, Meeting& meet,
+            ThreadOut& out) {
+  // Declared first, destroyed last: the lease outlives what uses its stream.
+  StreamLease lease;
+  Tensor x, y_graph;
+  std::unique_ptr<Graph> graph;
+  std::vector<uint8_t> host_in, host_out;
+  auto request = [&](uint64_t i) {
+    Stream& s = lease.stream();
+    put(host_in, 0, model.dtype(), static_cast<float>(i % 1024) * (1.0f / 1024));  // fresh-ish
+    {
+      Encoder enc = s.command_buffer().begin_encoding();
+      x.copy_from_host(host_in.data(), host_in.size(), s);
+      if (graph) {
+        graph->launch(s);
+        y_graph.copy_to_host(host_out.data(), host_out.size(), s);
+      } else {
+        Tensor y = model.forward(x, s);
+        y.copy_to_host(host_out.data(), host_out.size(), s);
+      }
+    }
+    s.synchronize();
+  };
+
+  try {
+    lease = model.device().stream_pool().acquire();
+    Stream& s = lease.stream();
+    Shape in_shape{cfg.batch}, out_shape{cfg.batch};
+    for (int64_t d : model.input_shape()) in_shape.push_back(d);
+    for (int64_t d : model.output_shape()) out_shape.push_back(d);
+    x = Tensor::empty(in_shape, model.dtype(), s);
+    host_in = make_input(x.numel(), model.dtype(), index);
+    host_out.resize(static_cast<size_t>(checked_numel(out_shape, "bench")) *
+                    dtype_size(model.dtype()));
+    if (cfg.graphs) {
+      // Check the replay against the eager forward once: a broken graph
+      // must not produce fast garbage.
+      graph = Graph::capture(s, [&] { y_graph = model.forward(x, s); });
+      x.copy_from_host(host_in.data(), host_in.size(), s);
+      const std::vector<float> want = model.forward(x, s).to_vector(s);
+      graph->launch(s);
+      check_same("graph replay vs eager forward", y_graph.to_vector(s), want);
+    }
+    request(0);
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  Clock::time_point start, end;
+  {
+    std::unique_lock<std::mutex> lock(meet.mu);
+    ++meet.ready;
+    meet.cv.notify_all();
+    meet.cv.wait(lock, [&] { return meet.go || meet.abort; });
+    if (meet.abort) return;
+    start = meet.measure_start;
+    end = meet.measure_end;
+  }
+  out.last_end = start;
+  if (!out.error) {
+    try {
+      uint64_t i = 1;
+      while (Clock::now() < start) request(i++);  // warm-up
+      for (;;) {
+        const auto t0 = Clock::now();
+        if (t0 >= end) break;
+        request(i++);
+        const auto t1 = Clock::now();
+        out.latency_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        out.last_end = t1;
+      }
+    } catch (...) {
+      out.error = std::current_exception();
+    }
+  }
+  std::unique_lock<std::mutex> lock(meet.mu);
+  ++meet.finished;
+  meet.cv.notify_all();
+  meet.cv.wait(lock, [&] { return meet.release; });
+}
+
+}  // namespace
+
+LatencySummary summarize(std::vector<double>& us) {
+  LatencySummary s;
+  if (us.empty()) return s;
+  std::sort(us.begin(), us.end());
+  auto rank = [&](double p) {
+    size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(us.size())));
+    return us[std::clamp<size_t>(k, 1, us.size()) - 1];
+  };
+  s.p50_us = rank(0.50);
+  s.p99_us = rank(0.99);
+  s.p999_us = rank(0.999);
+  double sum = 0;
+  for (double v : us) sum += v;
+  s.mean_us = sum / static_cast<double>(us.size());
+  s.min_us = us.front();
+  s.max_us = us.back();
+  return s;
+}
+
+DirectResult run_direct(const Model& model, const DirectConfig& cfg) {
+  const int n = cfg.threads;
+  Allocator& alloc = model.device().allocator();
+  alloc.trim();  // what earlier runs cached does not count as this run's memory
+  DirectResult r;
+  r.threads = n;
+  r.alloc_before = alloc.stats();
+
+  Meeting meet(n);
+  std::vector<ThreadOut> outs(static_cast<size_t>(n));
+  for (auto& o : outs) o.latency_us.reserve(1 << 16);
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back(worker, std::cref(model), std::cref(cfg), i, std::ref(meet),
+                         std::ref(outs[static_cast<size_t>(i)]));
+
+  auto first_error = [&]() -> std::exception_ptr {
+    for (auto& o : outs)
+      if (o.error) return o.error;
+    return nullptr;
+  };
+  auto finish = [&] {
+    for (auto& t : threads) t.join();
+    if (auto e = first_error()) std::rethrow_exception(e);
+  };
+
+  {
+    std::unique_lock<std::mutex> lock(meet.mu);
+    meet.cv.wait(lock, [&] { return meet.ready == n; });
+    if (auto e = first_error()) {  // a thread could not set up: stop them all
+      meet.abort = true;
+      meet.cv.notify_all();
+      lock.unlock();
+      for (auto& t : threads) t.join();
+      std::rethrow_exception(e);
+    }
+    const auto now = Clock::now();
+    meet.measure_start = now + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(cfg.warmup_seconds));
+    meet.measure_end = meet.measure_start + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double>(cfg.seconds));
+    meet.go = true;
+    meet.cv.notify_all();
+    meet.cv.wait(lock, [&] { return meet.finished == n; });
+  }
+  r.alloc_end = alloc.stats();  // leases still held
+  {
+    std::lock_guard<std::mutex> lock(meet.mu);
+    meet.release = true;
+    meet.cv.notify_all();
+  }
+  finish();
+
+  std::vector<double> all;
+  Clock::time_point last = meet.measure_start;
+  for (auto& o : outs) {
+    r.requests_per_thread.push_back(o.latency_us.size());
+    r.requests += o.latency_us.size();
+    all.insert(all.end(), o.latency_us.begin(), o.latency_us.end());
+    last = std::max(last, o.last_end);
+  }
+  r.elapsed_s = std::chrono::duration<double>(last - meet.measure_start).count();
+  r.rps = r.elapsed_s > 0 ? static_cast<double>(r.requests) / r.elapsed_s : 0.0;
+  r.latency = summarize(all);
+  return r;
+}
+
+}  // namespace fanin::cli
