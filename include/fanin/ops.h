@@ -53,5 +53,23 @@ Tensor cast(const Tensor& x, DType dtype, Stream& stream);
 // A contiguous copy of x (a view's data gathered), on `stream`.
 Tensor contiguous(const Tensor& x, Stream& stream);
 
+// Sequence ops (the BERT encoder). A batch is padded to [B, S]; `lengths`
+// ([B], i32) gives the real tokens of each row, a prefix.
+
+// word[ids] + pos[s] + type[types or 0] for ids [B, S] (i32); types may be
+// null. Ids outside the table are clamped (validate on the host first).
+// Output [B, S, hidden] in the tables' dtype.
+Tensor embedding(const Tensor& ids, const Tensor& types, const Tensor& word, const Tensor& pos,
+                 const Tensor& type, Stream& stream);
+
+// Self-attention over qkv [B, S, 3 * heads * head_dim] (q, k, v blocks, each
+// heads x head_dim) with keys masked past lengths[b]; scale 1/sqrt(head_dim).
+// Output [B, S, heads * head_dim]; rows past a length are zero.
+Tensor attention(const Tensor& qkv, const Tensor& lengths, int heads, Stream& stream);
+
+// Mean of x [B, S, H] over the first lengths[b] rows, as f32 [B, H];
+// L2-normalised when `l2_normalize`.
+Tensor mean_pool(const Tensor& x, const Tensor& lengths, bool l2_normalize, Stream& stream);
+
 }  // namespace ops
 }  // namespace fanin

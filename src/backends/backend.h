@@ -101,6 +101,37 @@ struct LayerNormArgs {  // out[rows,cols] = (x - mean) / sqrt(var + eps) * gamma
 // Element-wise kinds handled by one kernel entry.
 enum class Unary { kRelu, kGelu };
 
+// Sequence-model arguments. A batch is padded to [batch, seq]; lengths[b]
+// (device i32) says how many leading tokens of row b are real.
+struct EmbeddingArgs {  // out[b,s,:] = word[ids[b,s]] + pos[s] + type[types[b,s] or 0]
+  const int32_t* ids = nullptr;    // [batch, seq]; clamped into [0, vocab)
+  const int32_t* types = nullptr;  // [batch, seq] or null (all type 0); clamped
+  const void* word = nullptr;      // [vocab, hidden]
+  const void* pos = nullptr;       // [max_pos >= seq, hidden]
+  const void* type = nullptr;      // [type_vocab, hidden]
+  void* out = nullptr;             // [batch, seq, hidden]
+  int64_t batch = 0, seq = 0, hidden = 0, vocab = 0, type_vocab = 0;
+  DType dtype = DType::kF32;
+};
+
+struct AttentionArgs {  // per (b, head): softmax(q k^T * scale over keys < len) v
+  const void* qkv = nullptr;         // [batch, seq, 3, heads, head_dim]
+  const int32_t* lengths = nullptr;  // [batch]; clamped into [0, seq]
+  void* out = nullptr;               // [batch, seq, heads, head_dim]; padded rows 0
+  int64_t batch = 0, seq = 0, heads = 0, head_dim = 0;
+  float scale = 1.0f;
+  DType dtype = DType::kF32;
+};
+
+struct MeanPoolArgs {  // out[b,:] = mean over s < len of x[b,s,:], optionally L2-normalised
+  const void* x = nullptr;           // [batch, seq, hidden]
+  const int32_t* lengths = nullptr;  // [batch]
+  float* out = nullptr;              // [batch, hidden], always f32
+  int64_t batch = 0, seq = 0, hidden = 0;
+  bool l2_normalize = true;
+  DType dtype = DType::kF32;
+};
+
 // One device kind.
 class Backend {
  public:
@@ -137,6 +168,11 @@ class Backend {
                        DType dtype) = 0;
   virtual void cast(StreamImpl& stream, const void* x, DType from, void* out, DType to,
                     int64_t n) = 0;
+
+  // Sequence-model kernels. A backend without them reports Unavailable.
+  virtual void embedding(StreamImpl& stream, const EmbeddingArgs& args);
+  virtual void attention(StreamImpl& stream, const AttentionArgs& args);
+  virtual void mean_pool(StreamImpl& stream, const MeanPoolArgs& args);
 };
 
 // The CPU backend (always built).

@@ -1,6 +1,8 @@
 // Operators: argument checks, output allocation, backend dispatch.
 #include "fanin/ops.h"
 
+#include <cmath>
+
 #include "backends/backend.h"
 #include "core/check.h"
 #include "fanin/device.h"
@@ -217,6 +219,113 @@ Tensor contiguous(const Tensor& x, Stream& stream) {
       idx[d] = 0;
     }
   }
+  return out;
+}
+
+Tensor embedding(const Tensor& ids, const Tensor& types, const Tensor& word, const Tensor& pos,
+                 const Tensor& type, Stream& stream) {
+  check_input("embedding", "ids", ids, stream);
+  check_input("embedding", "word", word, stream);
+  check_input("embedding", "pos", pos, stream);
+  check_input("embedding", "type", type, stream);
+  check_dtype("embedding", "ids", ids, DType::kI32);
+  check_float("embedding", word);
+  check_dtype("embedding", "pos", pos, word.dtype());
+  check_dtype("embedding", "type", type, word.dtype());
+  FANIN_CHECK(ids.ndim() == 2, kInvalidArgument, "[embedding] ids must be [batch, seq], got ",
+              to_string(ids.shape()));
+  FANIN_CHECK(word.ndim() == 2 && pos.ndim() == 2 && type.ndim() == 2, kInvalidArgument,
+              "[embedding] tables must be 2-D, got word ", to_string(word.shape()), ", pos ",
+              to_string(pos.shape()), ", type ", to_string(type.shape()));
+  const int64_t hidden = word.dim(1);
+  FANIN_CHECK(pos.dim(1) == hidden && type.dim(1) == hidden, kInvalidArgument,
+              "[embedding] table widths differ: word ", hidden, ", pos ", pos.dim(1), ", type ",
+              type.dim(1));
+  FANIN_CHECK(ids.dim(1) <= pos.dim(0), kInvalidArgument, "[embedding] sequence length ",
+              ids.dim(1), " exceeds the ", pos.dim(0), " positions of the model");
+  FANIN_CHECK(word.dim(0) > 0 && type.dim(0) > 0, kInvalidArgument,
+              "[embedding] empty vocabulary table");
+  if (types.defined()) {
+    check_input("embedding", "types", types, stream);
+    check_dtype("embedding", "types", types, DType::kI32);
+    FANIN_CHECK(types.shape() == ids.shape(), kInvalidArgument, "[embedding] types has shape ",
+                to_string(types.shape()), ", ids has ", to_string(ids.shape()));
+  }
+  Tensor out = Tensor::empty({ids.dim(0), ids.dim(1), hidden}, word.dtype(), stream);
+  if (out.numel() == 0) return out;
+  backend::EmbeddingArgs a;
+  a.ids = ids.data_as<int32_t>();
+  a.types = types.defined() ? types.data_as<int32_t>() : nullptr;
+  a.word = word.data();
+  a.pos = pos.data();
+  a.type = type.data();
+  a.out = out.data();
+  a.batch = ids.dim(0);
+  a.seq = ids.dim(1);
+  a.hidden = hidden;
+  a.vocab = word.dim(0);
+  a.type_vocab = type.dim(0);
+  a.dtype = word.dtype();
+  Encoder enc = stream.command_buffer().begin_encoding();
+  be(stream).embedding(stream.impl(), a);
+  return out;
+}
+
+Tensor attention(const Tensor& qkv, const Tensor& lengths, int heads, Stream& stream) {
+  check_input("attention", "qkv", qkv, stream);
+  check_input("attention", "lengths", lengths, stream);
+  check_float("attention", qkv);
+  check_dtype("attention", "lengths", lengths, DType::kI32);
+  FANIN_CHECK(qkv.ndim() == 3, kInvalidArgument, "[attention] qkv must be [batch, seq, 3*hidden], got ",
+              to_string(qkv.shape()));
+  FANIN_CHECK(heads > 0, kInvalidArgument, "[attention] heads must be > 0, got ", heads);
+  const int64_t width = qkv.dim(2);
+  FANIN_CHECK(width % (3 * heads) == 0, kInvalidArgument, "[attention] qkv width ", width,
+              " is not 3 * heads (", heads, ") * head_dim");
+  FANIN_CHECK(lengths.ndim() == 1 && lengths.dim(0) == qkv.dim(0), kInvalidArgument,
+              "[attention] lengths has shape ", to_string(lengths.shape()), ", expected [",
+              qkv.dim(0), "]");
+  const int64_t head_dim = width / (3 * heads);
+  Tensor out = Tensor::empty({qkv.dim(0), qkv.dim(1), heads * head_dim}, qkv.dtype(), stream);
+  if (out.numel() == 0) return out;
+  backend::AttentionArgs a;
+  a.qkv = qkv.data();
+  a.lengths = lengths.data_as<int32_t>();
+  a.out = out.data();
+  a.batch = qkv.dim(0);
+  a.seq = qkv.dim(1);
+  a.heads = heads;
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  a.dtype = qkv.dtype();
+  Encoder enc = stream.command_buffer().begin_encoding();
+  be(stream).attention(stream.impl(), a);
+  return out;
+}
+
+Tensor mean_pool(const Tensor& x, const Tensor& lengths, bool l2_normalize, Stream& stream) {
+  check_input("mean_pool", "x", x, stream);
+  check_input("mean_pool", "lengths", lengths, stream);
+  check_float("mean_pool", x);
+  check_dtype("mean_pool", "lengths", lengths, DType::kI32);
+  FANIN_CHECK(x.ndim() == 3, kInvalidArgument, "[mean_pool] x must be [batch, seq, hidden], got ",
+              to_string(x.shape()));
+  FANIN_CHECK(lengths.ndim() == 1 && lengths.dim(0) == x.dim(0), kInvalidArgument,
+              "[mean_pool] lengths has shape ", to_string(lengths.shape()), ", expected [",
+              x.dim(0), "]");
+  Tensor out = Tensor::empty({x.dim(0), x.dim(2)}, DType::kF32, stream);
+  if (out.numel() == 0) return out;
+  backend::MeanPoolArgs a;
+  a.x = x.data();
+  a.lengths = lengths.data_as<int32_t>();
+  a.out = out.data_as<float>();
+  a.batch = x.dim(0);
+  a.seq = x.dim(1);
+  a.hidden = x.dim(2);
+  a.l2_normalize = l2_normalize;
+  a.dtype = x.dtype();
+  Encoder enc = stream.command_buffer().begin_encoding();
+  be(stream).mean_pool(stream.impl(), a);
   return out;
 }
 

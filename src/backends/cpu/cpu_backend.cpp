@@ -149,6 +149,15 @@ class CpuBackend final : public Backend {
   void cast(StreamImpl& s, const void* x, DType from, void* out, DType to, int64_t n) override {
     cs(s).encode([=] { cpu::cast(x, from, out, to, n); });
   }
+  void embedding(StreamImpl& s, const EmbeddingArgs& a) override {
+    cs(s).encode([a] { cpu::embedding(a); });
+  }
+  void attention(StreamImpl& s, const AttentionArgs& a) override {
+    cs(s).encode([a] { cpu::attention(a); });
+  }
+  void mean_pool(StreamImpl& s, const MeanPoolArgs& a) override {
+    cs(s).encode([a] { cpu::mean_pool(a); });
+  }
 };
 
 }  // namespace

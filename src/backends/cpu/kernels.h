@@ -15,5 +15,8 @@ void add(const void* a, const void* b, void* out, int64_t n, int64_t nb, DType d
 void unary(Unary kind, const void* x, void* out, int64_t n, DType dtype);
 void softmax(const void* x, void* out, int64_t rows, int64_t cols, DType dtype);
 void cast(const void* x, DType from, void* out, DType to, int64_t n);
+void embedding(const EmbeddingArgs& a);
+void attention(const AttentionArgs& a);
+void mean_pool(const MeanPoolArgs& a);
 
 }  // namespace fanin::backend::cpu
