@@ -1,0 +1,119 @@
+// The CUDA backend's stream: a non-blocking cudaStream_t with its own
+// cuBLASLt handle and workspace, a ring of fence events, and graph capture.
+//
+// Threading (backend.h): encode-side members (encode(), matmul(),
+// end_encoding, begin_capture, end_capture, and graph launches onto this
+// stream) are called by one thread at a time, ordered by the core's
+// one-encoder rule (Note [One encoder]); fence(), fence_done(), wait_fence(),
+// synchronize() and query() may be called from any thread at any time.
+//
+// Note [CUDA fences]
+// A fence value v >= 1 names the v-th fence event recorded on the stream.
+// state_ packs (recorded << 1) | pending: `recorded` counts fence events
+// recorded so far, `pending` says that work was enqueued after the last one.
+// Only the encode side writes state_; readers load it once, so they never
+// see a torn pair. fence() = recorded + pending: the next record covers any
+// pending work. end_encoding() records the next event (cudaEventRecord) when
+// work is pending, so wait_fence(fence()) right after end_encoding() waits
+// for exactly the work encoded so far.
+// Events live in a ring of kRing slots, value v in slot (v - 1) % kRing. A
+// value older than the ring is answered through the oldest value still in
+// it: the stream runs in order, so a later fence's completion implies an
+// earlier one's. completed_ remembers the highest value seen complete, so
+// most fence_done() calls return without a CUDA call or a lock.
+// Work encoded during graph capture is not real work: it sets nothing, and
+// end_encoding() records no event while capturing (a record would become a
+// graph node). Launching a graph onto the stream marks work pending.
+// Errors met while polling or waiting (noexcept paths) are kept in error_
+// and rethrown by the next synchronize().
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+
+#include "backends/backend.h"
+#include "backends/cuda/cuda_handles.h"
+#include "backends/cuda/matmul.h"
+
+namespace fanin::backend::cuda {
+
+// Settings read once per process (environment variables, README.md).
+struct StreamSettings {
+  size_t workspace_bytes = size_t{4} << 20;  // FANIN_CUDA_WORKSPACE_MB
+  bool allow_tf32 = false;                   // FANIN_ALLOW_TF32=1
+  bool blocking_sync = false;                // FANIN_CUDA_BLOCKING_SYNC=1
+};
+
+class CudaStream final : public StreamImpl {
+ public:
+  // Creates the stream and its resources on `device`. Throws OutOfMemory /
+  // DeviceError.
+  CudaStream(int device, const StreamSettings& settings);
+  ~CudaStream() override;
+
+  int device() const noexcept { return device_; }
+  // Encode side: the stream to enqueue on, noting that work follows (Note
+  // [CUDA fences]). Call before enqueueing.
+  cudaStream_t encode() noexcept {
+    if (!capturing_) {
+      const uint64_t s = state_.load(std::memory_order_relaxed);
+      if ((s & 1) == 0) state_.store(s | 1, std::memory_order_release);
+    }
+    return stream_.get();
+  }
+  // Encode side: this stream's cuBLASLt state.
+  Matmul& matmul() noexcept { return matmul_; }
+
+  void begin_capture() override;
+  std::unique_ptr<GraphImpl> end_capture() override;
+  void end_encoding() override;
+  uint64_t fence() const noexcept override {
+    const uint64_t s = state_.load(std::memory_order_acquire);
+    return (s >> 1) + (s & 1);
+  }
+  bool fence_done(uint64_t value) const noexcept override;
+  void wait_fence(uint64_t value) noexcept override;
+  void synchronize() override;
+  bool query() const noexcept override;
+
+ private:
+  static constexpr uint64_t kRing = 32;
+
+  uint64_t recorded() const noexcept { return state_.load(std::memory_order_acquire) >> 1; }
+  // The ring slot answering for value v (1 <= v <= recorded), and the value
+  // it answers for: v itself, or the oldest value still in the ring.
+  uint64_t answering_value(uint64_t v, uint64_t recorded) const noexcept {
+    const uint64_t oldest = recorded > kRing ? recorded - kRing + 1 : 1;
+    return v > oldest ? v : oldest;
+  }
+  cudaEvent_t slot(uint64_t value) const noexcept { return ring_[(value - 1) % kRing].get(); }
+  void mark_completed(uint64_t value) const noexcept;
+  void keep_error(std::exception_ptr error) const noexcept;
+  // Blocks until fence `value` (<= recorded) passed; returns the error met.
+  std::exception_ptr wait_recorded(uint64_t value) const noexcept;
+
+  const int device_;
+  StreamHandle stream_;  // first member: destroyed last
+  std::array<EventHandle, kRing> ring_;
+  Matmul matmul_;
+  bool capturing_ = false;  // encode side only
+
+  std::atomic<uint64_t> state_{0};  // Note [CUDA fences]; written by the encode side only
+  mutable std::atomic<uint64_t> completed_{0};  // highest fence value known complete
+
+  // Guards the slot <-> value association: held around cudaEventRecord of a
+  // slot in end_encoding() (with the state_ update that publishes it) and
+  // around the slot lookup + cudaEventQuery in fence_done(), so a query
+  // answers for the value it computed. Also guards error_. Never held while
+  // blocking (wait_fence and synchronize wait outside it).
+  mutable std::mutex ring_mu_;
+  mutable std::exception_ptr error_;  // first asynchronous error not yet reported
+};
+
+}  // namespace fanin::backend::cuda
