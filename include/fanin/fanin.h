@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fanin/allocator.h"
+#include "fanin/bert.h"
 #include "fanin/device.h"
 #include "fanin/engine.h"
 #include "fanin/error.h"
