@@ -256,7 +256,10 @@ Tensor Tensor::reshape(const Shape& shape) const {
       infer = static_cast<int>(i);
     } else {
       FANIN_CHECK(out[i] >= 0, kInvalidArgument, "[reshape] negative size in ", to_string(shape));
-      known *= out[i];
+      // Checked: a wrapped product could match numel() and give a view that
+      // reaches outside the storage.
+      FANIN_CHECK(!__builtin_mul_overflow(known, out[i], &known), kInvalidArgument,
+                  "[reshape] shape ", to_string(shape), " has too many elements");
     }
   }
   if (infer >= 0) {

@@ -168,6 +168,20 @@ TEST(Tensor, Reshape) {
                            {"negative size", "[-3, 8]"}));
 }
 
+// Sizes whose product overflows int64 must not wrap around to the element
+// count: a view with such a shape would reach far outside its storage.
+TEST(Tensor, ReshapeRejectsOverflowingShapes) {
+  Stream s(Device::cpu());
+  Tensor t = Tensor::from_vector(iota(16), {16}, s);
+  // (2^62 + 4) * 4 wraps to 16 in 64-bit arithmetic.
+  EXPECT_TRUE(throws_error([&] { t.reshape({(int64_t{1} << 62) + 4, 4}); },
+                           ErrorCode::kInvalidArgument, {"[reshape]"}));
+  EXPECT_TRUE(throws_error([&] { t.reshape({-1, int64_t{1} << 62, 4}); },
+                           ErrorCode::kInvalidArgument, {"[reshape]"}));
+  EXPECT_TRUE(throws_error([&] { t.reshape({int64_t{1} << 32, int64_t{1} << 32, 16}); },
+                           ErrorCode::kInvalidArgument, {"[reshape]"}));
+}
+
 TEST(Tensor, SliceViewsShareStorage) {
   Stream s(Device::cpu());
   Tensor t = Tensor::from_vector(iota(12), {4, 3}, s);
