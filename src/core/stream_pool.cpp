@@ -97,7 +97,10 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
 
  private:
   int wait_take(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
+    // Saturate: a huge timeout (milliseconds::max() for "wait forever") must
+    // not overflow the deadline into the past. A century is forever enough.
+    constexpr auto kForever = std::chrono::milliseconds(std::chrono::hours(24 * 365 * 100));
+    auto deadline = std::chrono::steady_clock::now() + std::min(timeout, kForever);
     waiters_.fetch_add(1, std::memory_order_seq_cst);
     int slot = -1;
     {

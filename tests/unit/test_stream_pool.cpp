@@ -147,6 +147,31 @@ TEST(StreamPool, WaitingAcquireWakesOnRelease) {
   EXPECT_LT(waited, 5000.0) << "the release did not wake the waiter";
 }
 
+// A timeout of milliseconds::max() means "wait as long as it takes"; it must
+// not overflow the deadline into the past and fail at once.
+TEST(StreamPool, HugeTimeoutWaitsForARelease) {
+  PoolOptions opts = slots(1, std::chrono::milliseconds::max());
+  StreamPool pool(Device::cpu(), opts);
+  for (int use_acquire = 0; use_acquire < 2; ++use_acquire) {
+    std::optional<StreamLease> held = pool.acquire_for(std::chrono::milliseconds(0));
+    std::thread releaser([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+      held.reset();
+    });
+    auto start = std::chrono::steady_clock::now();
+    bool got = false;
+    try {
+      StreamLease l = use_acquire ? pool.acquire() : pool.acquire_for(std::chrono::milliseconds::max());
+      got = l.valid();
+    } catch (const Error& e) {
+      ADD_FAILURE() << e.what() << " after " << ms_since(start) << " ms";
+    }
+    releaser.join();
+    EXPECT_TRUE(got) << (use_acquire ? "acquire()" : "acquire_for(max)");
+    EXPECT_GE(ms_since(start), 100.0);
+  }
+}
+
 TEST(StreamPool, EveryWaiterWakesAsSlotsComeBack) {
   // 4 slots held, 8 waiters; releasing the 4 and each waiter releasing
   // after use must let all 8 through well before their timeout.
