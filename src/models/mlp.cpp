@@ -61,7 +61,9 @@ Mlp::Mlp(MlpConfig config, Device& device, std::vector<Layer> layers)
 std::shared_ptr<Mlp> Mlp::random(const MlpConfig& config, uint64_t seed, Device& device) {
   check_config(config, "Mlp::random");
   SplitMix rng{seed};
-  StreamLease lease = device.stream_pool().acquire();
+  // A private stream, not a lease: loading must not wait for (or fail on) a
+  // default pool whose slots worker threads hold.
+  Stream stream(device);
   std::vector<Layer> layers;
   for (size_t i = 0; i + 1 < config.dims.size(); ++i) {
     const int64_t in = config.dims[i], out = config.dims[i + 1];
@@ -70,10 +72,10 @@ std::shared_ptr<Mlp> Mlp::random(const MlpConfig& config, uint64_t seed, Device&
     for (float& x : w) x = rng.uniform() * bound;
     for (float& x : b) x = rng.uniform() * bound;
     auto wb = encode(w, config.dtype), bb = encode(b, config.dtype);
-    layers.push_back({upload(device, wb.data(), {out, in}, config.dtype, lease.stream()),
-                      upload(device, bb.data(), {out}, config.dtype, lease.stream())});
+    layers.push_back({upload(device, wb.data(), {out, in}, config.dtype, stream),
+                      upload(device, bb.data(), {out}, config.dtype, stream)});
   }
-  lease->synchronize();
+  stream.synchronize();
   return std::make_shared<Mlp>(config, device, std::move(layers));
 }
 
@@ -82,7 +84,7 @@ std::shared_ptr<Mlp> Mlp::load(const std::string& path, Device& device, Activati
   MlpConfig config;
   config.activation = activation;
   config.dims.clear();
-  StreamLease lease = device.stream_pool().acquire();
+  Stream stream(device);  // private, as in random()
   std::vector<Layer> layers;
   for (int i = 0;; ++i) {
     const std::string w_name = "layers." + std::to_string(i) + ".weight";
@@ -107,19 +109,19 @@ std::shared_ptr<Mlp> Mlp::load(const std::string& path, Device& device, Activati
     FANIN_CHECK(b.shape == Shape{w.shape[0]}, kInvalidArgument, "[Mlp::load] '", path, "': ",
                 b_name, " has shape ", to_string(b.shape), ", expected [", w.shape[0], "]");
     config.dims.push_back(w.shape[0]);
-    layers.push_back({upload(device, w.data, w.shape, w.dtype, lease.stream()),
-                      upload(device, b.data, b.shape, b.dtype, lease.stream())});
+    layers.push_back({upload(device, w.data, w.shape, w.dtype, stream),
+                      upload(device, b.data, b.shape, b.dtype, stream)});
   }
   FANIN_CHECK(!layers.empty(), kInvalidArgument, "[Mlp::load] '", path,
               "' has no tensor 'layers.0.weight'");
   check_config(config, "Mlp::load");
-  lease->synchronize();  // the mapping goes away with `file`
+  stream.synchronize();  // the mapping goes away with `file`
   return std::make_shared<Mlp>(config, device, std::move(layers));
 }
 
 void Mlp::save(const std::string& path) const {
-  StreamLease lease = device_->stream_pool().acquire();
-  std::vector<safetensors::NamedData> out;
+  std::vector<safetensors::NamedData> out;  // before the stream: outlives its copies
+  Stream stream(*device_);                  // private, as in random()
   for (size_t i = 0; i < layers_.size(); ++i) {
     for (int part = 0; part < 2; ++part) {
       const Tensor& t = part == 0 ? layers_[i].weight : layers_[i].bias;
@@ -128,11 +130,11 @@ void Mlp::save(const std::string& path) const {
       d.dtype = t.dtype();
       d.shape = t.shape();
       d.data.resize(t.nbytes());
-      t.copy_to_host(d.data.data(), d.data.size(), lease.stream());
+      t.copy_to_host(d.data.data(), d.data.size(), stream);
       out.push_back(std::move(d));
     }
   }
-  lease->synchronize();
+  stream.synchronize();
   safetensors::write(path, out);
 }
 

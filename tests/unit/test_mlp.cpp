@@ -208,6 +208,27 @@ TEST_F(MlpTest, ForwardFromManyThreadsSharesTheWeights) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+// Making, saving and loading a model needs a stream for the uploads, but
+// must not depend on a free slot in the device's default pool: a server's
+// worker threads may hold all of them.
+TEST_F(MlpTest, WorksWhileTheDefaultPoolIsFullyLeased) {
+  StreamPool& pool = Device::cpu().stream_pool();
+  std::vector<StreamLease> all;
+  while (auto l = pool.try_acquire()) all.push_back(std::move(*l));
+  ASSERT_EQ(pool.leased(), pool.size());
+  auto start = std::chrono::steady_clock::now();
+  try {
+    auto m = Mlp::random(small(), 10, Device::cpu());
+    m->save(path("m.safetensors"));
+    auto loaded = Mlp::load(path("m.safetensors"), Device::cpu());
+    auto x = random_values(2 * 16, 500);
+    EXPECT_EQ(run(*loaded, x, 2, s), run(*m, x, 2, s));
+  } catch (const Error& e) {
+    ADD_FAILURE() << e.what();
+  }
+  EXPECT_LT(fanin::testing::ms_since(start), 5000.0) << "waited for the default pool";
+}
+
 TEST_F(MlpTest, BadConfigs) {
   MlpConfig c = small();
   c.dims = {16};
