@@ -122,29 +122,11 @@ class CudaBackend final : public Backend {
 
   void copy_from_host(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
     DeviceGuard guard(cs(s).device());
-    // From pageable memory cudaMemcpyAsync has consumed `src` when it
-    // returns (the driver stages it), as the interface requires. From
-    // page-locked memory the DMA reads `src` later, so stage a copy in
-    // pageable memory first.
-    cudaPointerAttributes attr{};
-    {
-      RelaxedCaptureMode relaxed;
-      FANIN_CUDA_CHECK(cudaPointerGetAttributes(&attr, src));
-    }
-    if (attr.type == cudaMemoryTypeHost) {
-      std::unique_ptr<char[]> staged(new char[bytes]);
-      std::memcpy(staged.get(), src, bytes);
-      FANIN_CUDA_CHECK(
-          cudaMemcpyAsync(dst, staged.get(), bytes, cudaMemcpyHostToDevice, cs(s).encode()));
-      return;
-    }
-    FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cs(s).encode()));
+    cs(s).copy_from_host(dst, src, bytes);
   }
   void copy_to_host(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
     DeviceGuard guard(cs(s).device());
-    // To pageable `dst` this returns only once the copy is done (a wait for
-    // the stream); to page-locked `dst` it is asynchronous.
-    FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cs(s).encode()));
+    cs(s).copy_to_host(dst, src, bytes);
   }
   void copy(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
     DeviceGuard guard(cs(s).device());

@@ -57,4 +57,29 @@ void DeviceBuffer::reset() noexcept {
   bytes_ = 0;
 }
 
+PinnedBuffer::PinnedBuffer(size_t bytes) {
+  RelaxedCaptureMode relaxed;
+  FANIN_CUDA_CHECK(cudaHostAlloc(&ptr_, bytes, cudaHostAllocPortable));
+  bytes_ = bytes;
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+void PinnedBuffer::reset() noexcept {
+  if (ptr_ == nullptr) return;
+  best_effort([&] {
+    RelaxedCaptureMode relaxed;
+    FANIN_CUDA_CHECK(cudaFreeHost(ptr_));
+  });
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
 }  // namespace fanin::backend::cuda

@@ -93,4 +93,29 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Owns one page-locked host allocation (cudaHostAlloc, portable to every
+// device; cudaFreeHost in relaxed capture mode).
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  // Allocates `bytes` of page-locked host memory; throws OutOfMemory /
+  // DeviceError.
+  explicit PinnedBuffer(size_t bytes);
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  PinnedBuffer(PinnedBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  ~PinnedBuffer() { reset(); }
+
+  char* get() const noexcept { return static_cast<char*>(ptr_); }
+  size_t bytes() const noexcept { return bytes_; }
+  explicit operator bool() const noexcept { return ptr_ != nullptr; }
+  void reset() noexcept;
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 }  // namespace fanin::backend::cuda

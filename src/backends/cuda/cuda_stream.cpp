@@ -1,5 +1,6 @@
 #include "backends/cuda/cuda_stream.h"
 
+#include <cstring>
 #include <utility>
 
 #include "backends/cuda/cuda_check.h"
@@ -150,6 +151,75 @@ void CudaStream::synchronize() {
 }
 
 bool CudaStream::query() const noexcept { return fence_done(recorded()); }
+
+void CudaStream::wait_or_throw(uint64_t value) {
+  if (value > recorded()) end_encoding();  // submit what the value covers
+  const uint64_t rec = recorded();
+  std::exception_ptr error = wait_recorded(value < rec ? value : rec);
+  {
+    std::lock_guard<std::mutex> lock(ring_mu_);
+    if (error_) error = std::exchange(error_, nullptr);
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+char* CudaStream::take_slot(unsigned* index) {
+  if (!staging_) staging_ = PinnedBuffer(kSlots * kSlotBytes);
+  const unsigned i = next_slot_;
+  next_slot_ = (i + 1) % kSlots;
+  if (!fence_done(slot_fence_[i])) wait_or_throw(slot_fence_[i]);
+  *index = i;
+  return staging_.get() + i * kSlotBytes;
+}
+
+namespace {
+
+bool is_page_locked(const void* p) {
+  cudaPointerAttributes attr{};
+  RelaxedCaptureMode relaxed;
+  FANIN_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
+  return attr.type == cudaMemoryTypeHost;
+}
+
+}  // namespace
+
+void CudaStream::copy_from_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  if (!capturing_ && bytes <= kSlotBytes) {
+    unsigned i;
+    char* slot = take_slot(&i);
+    std::memcpy(slot, src, bytes);
+    FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, encode()));
+    slot_fence_[i] = fence();
+    return;
+  }
+  // From pageable memory cudaMemcpyAsync has consumed `src` when it returns
+  // (the driver stages it). From page-locked memory the DMA reads `src`
+  // later, so copy it to pageable memory first.
+  if (is_page_locked(src)) {
+    std::unique_ptr<char[]> pageable(new char[bytes]);
+    std::memcpy(pageable.get(), src, bytes);
+    FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, pageable.get(), bytes, cudaMemcpyHostToDevice, encode()));
+    return;
+  }
+  FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, encode()));
+}
+
+void CudaStream::copy_to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  if (capturing_ || bytes > kSlotBytes || is_page_locked(dst)) {
+    // Asynchronous into page-locked memory; into pageable memory the driver
+    // returns once the copy is done.
+    FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, encode()));
+    return;
+  }
+  unsigned i;
+  char* slot = take_slot(&i);
+  FANIN_CUDA_CHECK(cudaMemcpyAsync(slot, src, bytes, cudaMemcpyDeviceToHost, encode()));
+  slot_fence_[i] = fence();
+  wait_or_throw(slot_fence_[i]);
+  std::memcpy(dst, slot, bytes);
+}
 
 void CudaStream::begin_capture() {
   FANIN_CHECK(!capturing_, kInvalidArgument,

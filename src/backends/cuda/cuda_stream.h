@@ -26,6 +26,20 @@
 // graph node). Launching a graph onto the stream marks work pending.
 // Errors met while polling or waiting (noexcept paths) are kept in error_
 // and rethrown by the next synchronize().
+//
+// Note [Host staging]
+// Host copies through pageable memory serialize threads inside the driver
+// (one staging buffer per context, held while the copy waits for its
+// stream), so each stream stages small copies (<= kSlotBytes) itself, in
+// kSlots page-locked slots allocated on first use. A slot remembers the
+// fence covering its last copy and is reused only once that fence passed.
+// copy_from_host: memcpy into a slot, then an asynchronous copy from it, so
+// the caller's buffer (pageable or not) is free when the call returns.
+// copy_to_host into pageable memory: copy into a slot, submit, wait for
+// the stream to reach it, memcpy out; the call returns with `dst` written,
+// as the driver's pageable copy would, but without its lock. Into
+// page-locked memory, and for large copies or while capturing, the copies
+// go straight to cudaMemcpyAsync.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -69,6 +83,11 @@ class CudaStream final : public StreamImpl {
   }
   // Encode side: this stream's cuBLASLt state.
   Matmul& matmul() noexcept { return matmul_; }
+  // Encode side: host <-> device copies (Note [Host staging]). `src` may be
+  // reused when copy_from_host returns; copy_to_host's `dst` is written by
+  // the time the stream reaches the copy (for pageable `dst`, on return).
+  void copy_from_host(void* dst, const void* src, size_t bytes);
+  void copy_to_host(void* dst, const void* src, size_t bytes);
 
   void begin_capture() override;
   std::unique_ptr<GraphImpl> end_capture() override;
@@ -84,6 +103,8 @@ class CudaStream final : public StreamImpl {
 
  private:
   static constexpr uint64_t kRing = 32;
+  static constexpr size_t kSlotBytes = size_t{256} << 10;
+  static constexpr unsigned kSlots = 4;
 
   uint64_t recorded() const noexcept { return state_.load(std::memory_order_acquire) >> 1; }
   // The ring slot answering for value v (1 <= v <= recorded), and the value
@@ -97,12 +118,21 @@ class CudaStream final : public StreamImpl {
   void keep_error(std::exception_ptr error) const noexcept;
   // Blocks until fence `value` (<= recorded) passed; returns the error met.
   std::exception_ptr wait_recorded(uint64_t value) const noexcept;
+  // Encode side: waits for fence `value`, submitting pending work first if
+  // the value covers it; throws the first kept error.
+  void wait_or_throw(uint64_t value);
+  // Encode side: a free staging slot (Note [Host staging]); sets *index.
+  char* take_slot(unsigned* index);
 
   const int device_;
   StreamHandle stream_;  // first member: destroyed last
   std::array<EventHandle, kRing> ring_;
   Matmul matmul_;
   bool capturing_ = false;  // encode side only
+  // Note [Host staging], encode side only.
+  PinnedBuffer staging_;                       // kSlots * kSlotBytes, on first use
+  std::array<uint64_t, kSlots> slot_fence_{};  // fence covering each slot's last copy
+  unsigned next_slot_ = 0;
 
   std::atomic<uint64_t> state_{0};  // Note [CUDA fences]; written by the encode side only
   mutable std::atomic<uint64_t> completed_{0};  // highest fence value known complete
