@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build git pkg-config
   libopenblas-dev          # CPU GEMM
+  libutf8proc-dev          # Unicode NFD and categories for the WordPiece tokenizer
   nlohmann-json3-dev       # JSON (safetensors headers, bench output)
   libcli11-dev             # the fanin CLI
   libgtest-dev libgmock-dev  # tests
