@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev  # tests
   libbenchmark-dev         # micro-benchmarks
   spin                     # model checking of the pool and queue protocols
+  clang libclang-rt-14-dev  # libFuzzer smoke runs (fuzz/run.sh)
 )
 
 missing=()
