@@ -57,6 +57,14 @@ const StreamSettings& settings() {
     StreamSettings r;
     r.allow_tf32 = env_flag("FANIN_ALLOW_TF32");
     r.blocking_sync = env_flag("FANIN_CUDA_BLOCKING_SYNC");
+    r.debug = env_flag("FANIN_CUDA_DEBUG");
+    if (const char* sm = std::getenv("FANIN_CUDA_SM_TARGET")) {
+      char* end = nullptr;
+      const long v = std::strtol(sm, &end, 10);
+      FANIN_CHECK(end != sm && *end == '\0' && v >= 0 && v <= 1024, kInvalidArgument,
+                  "[cuda] FANIN_CUDA_SM_TARGET must be a number of SMs in 0..1024, got '", sm, "'");
+      r.sm_target = static_cast<int>(v);
+    }
     if (const char* mb = std::getenv("FANIN_CUDA_WORKSPACE_MB")) {
       char* end = nullptr;
       const unsigned long long v = std::strtoull(mb, &end, 10);

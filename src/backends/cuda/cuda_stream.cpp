@@ -34,7 +34,7 @@ class CudaGraph final : public GraphImpl {
 }  // namespace
 
 CudaStream::CudaStream(int device, const StreamSettings& settings)
-    : device_(device), matmul_(device, settings.workspace_bytes, settings.allow_tf32) {
+    : device_(device), matmul_(device, settings) {
   DeviceGuard guard(device);
   FANIN_CUDA_CHECK(cudaStreamCreateWithFlags(stream_.out(), cudaStreamNonBlocking));
   const unsigned flags =
@@ -205,9 +205,17 @@ void CudaStream::copy_from_host(void* dst, const void* src, size_t bytes) {
   FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, encode()));
 }
 
+bool CudaStream::dst_page_locked(const void* dst) {
+  if (dst != last_dst_) {
+    last_dst_pinned_ = is_page_locked(dst);
+    last_dst_ = dst;
+  }
+  return last_dst_pinned_;
+}
+
 void CudaStream::copy_to_host(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  if (capturing_ || bytes > kSlotBytes || is_page_locked(dst)) {
+  if (capturing_ || bytes > kSlotBytes || dst_page_locked(dst)) {
     // Asynchronous into page-locked memory; into pageable memory the driver
     // returns once the copy is done.
     FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, encode()));

@@ -29,17 +29,18 @@
 //
 // Note [Host staging]
 // Host copies through pageable memory serialize threads inside the driver
-// (one staging buffer per context, held while the copy waits for its
-// stream), so each stream stages small copies (<= kSlotBytes) itself, in
-// kSlots page-locked slots allocated on first use. A slot remembers the
-// fence covering its last copy and is reused only once that fence passed.
+// (measured on the H100: README.md), so each stream stages small copies
+// (<= kSlotBytes) itself, in kSlots page-locked slots allocated on first
+// use. A slot remembers the fence covering its last copy and is reused only
+// once that fence passed.
 // copy_from_host: memcpy into a slot, then an asynchronous copy from it, so
 // the caller's buffer (pageable or not) is free when the call returns.
-// copy_to_host into pageable memory: copy into a slot, submit, wait for
-// the stream to reach it, memcpy out; the call returns with `dst` written,
-// as the driver's pageable copy would, but without its lock. Into
-// page-locked memory, and for large copies or while capturing, the copies
-// go straight to cudaMemcpyAsync.
+// copy_to_host into pageable memory: copy into a slot, submit, wait for its
+// fence, memcpy out; the call returns with `dst` written, as the driver's
+// pageable copy would, but without its lock. Into page-locked memory (cudaPointerGetAttributes,
+// cached for the last pointer: a stale answer costs speed, never
+// correctness), for large copies and while capturing, the copies go
+// straight to cudaMemcpyAsync.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -53,16 +54,10 @@
 
 #include "backends/backend.h"
 #include "backends/cuda/cuda_handles.h"
+#include "backends/cuda/cuda_settings.h"
 #include "backends/cuda/matmul.h"
 
 namespace fanin::backend::cuda {
-
-// Settings read once per process (environment variables, README.md).
-struct StreamSettings {
-  size_t workspace_bytes = size_t{4} << 20;  // FANIN_CUDA_WORKSPACE_MB
-  bool allow_tf32 = false;                   // FANIN_ALLOW_TF32=1
-  bool blocking_sync = false;                // FANIN_CUDA_BLOCKING_SYNC=1
-};
 
 class CudaStream final : public StreamImpl {
  public:
@@ -123,9 +118,11 @@ class CudaStream final : public StreamImpl {
   void wait_or_throw(uint64_t value);
   // Encode side: a free staging slot (Note [Host staging]); sets *index.
   char* take_slot(unsigned* index);
+  // Encode side: whether `dst` is page-locked, cached for the last pointer.
+  bool dst_page_locked(const void* dst);
 
   const int device_;
-  StreamHandle stream_;  // first member: destroyed last
+  StreamHandle stream_;  // destroyed after the members below
   std::array<EventHandle, kRing> ring_;
   Matmul matmul_;
   bool capturing_ = false;  // encode side only
@@ -133,6 +130,8 @@ class CudaStream final : public StreamImpl {
   PinnedBuffer staging_;                       // kSlots * kSlotBytes, on first use
   std::array<uint64_t, kSlots> slot_fence_{};  // fence covering each slot's last copy
   unsigned next_slot_ = 0;
+  const void* last_dst_ = nullptr;  // dst_page_locked's cache
+  bool last_dst_pinned_ = false;
 
   std::atomic<uint64_t> state_{0};  // Note [CUDA fences]; written by the encode side only
   mutable std::atomic<uint64_t> completed_{0};  // highest fence value known complete

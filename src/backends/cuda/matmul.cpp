@@ -1,5 +1,6 @@
 #include "backends/cuda/matmul.h"
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
@@ -49,7 +50,33 @@ void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttribute
   FANIN_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
 }
 
+template <typename T>
+T algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  T value{};
+  size_t written = 0;
+  FANIN_CUDA_CHECK(
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &value, sizeof(value), &written));
+  return value;
+}
+
 }  // namespace
+
+// FANIN_CUDA_DEBUG=1: one line per plan on stderr, to see what the
+// heuristic chose (split-K makes a linear two kernels).
+void Matmul::print_plan(const Key& key, int epilogue,
+                        const cublasLtMatmulHeuristicResult_t& r) const {
+  std::fprintf(stderr,
+               "[fanin cuda] linear m=%lld n=%lld k=%lld %s epilogue=%d: algo id=%d tile=%d "
+               "splitK=%d reduction=%d stages=%d workspace=%zu waves=%.2f\n",
+               static_cast<long long>(key.m), static_cast<long long>(key.n),
+               static_cast<long long>(key.k), to_string(key.dtype), epilogue,
+               algo_config<int32_t>(r.algo, CUBLASLT_ALGO_CONFIG_ID),
+               algo_config<int32_t>(r.algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+               algo_config<int32_t>(r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+               algo_config<int32_t>(r.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
+               algo_config<int32_t>(r.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID), r.workspaceSize,
+               static_cast<double>(r.wavesCount));
+}
 
 struct Matmul::Plan {
   MatmulDescHandle desc;
@@ -74,8 +101,8 @@ size_t Matmul::KeyHash::operator()(const Key& key) const noexcept {
   return h;
 }
 
-Matmul::Matmul(int device, size_t workspace_bytes, bool allow_tf32)
-    : allow_tf32_(allow_tf32), workspace_(device, workspace_bytes) {
+Matmul::Matmul(int device, const StreamSettings& settings)
+    : settings_(settings), workspace_(device, settings.workspace_bytes) {
   DeviceGuard guard(device);
   FANIN_CUDA_CHECK(cublasLtCreate(handle_.out()));
 }
@@ -85,8 +112,9 @@ Matmul::~Matmul() = default;
 std::unique_ptr<Matmul::Plan> Matmul::make_plan(const Key& key, const LinearArgs& args) {
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t type = cuda_type(key.dtype);
-  const cublasComputeType_t compute =
-      key.dtype == DType::kF32 && allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = key.dtype == DType::kF32 && settings_.allow_tf32
+                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
   const auto m = static_cast<uint64_t>(key.m);
   const auto n = static_cast<uint64_t>(key.n);
   const auto k = static_cast<uint64_t>(key.k);
@@ -95,6 +123,9 @@ std::unique_ptr<Matmul::Plan> Matmul::make_plan(const Key& key, const LinearArgs
   FANIN_CUDA_CHECK(cublasLtMatmulDescCreate(plan->desc.out(), compute, CUDA_R_32F));
   set_desc(plan->desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(CUBLAS_OP_T));
   set_desc(plan->desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(CUBLAS_OP_N));
+  if (settings_.sm_target > 0)
+    set_desc(plan->desc.get(), CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET,
+             static_cast<int32_t>(settings_.sm_target));
   FANIN_CUDA_CHECK(cublasLtMatrixLayoutCreate(plan->a.out(), type, k, n, key.k));
   FANIN_CUDA_CHECK(cublasLtMatrixLayoutCreate(plan->b.out(), type, k, m, key.k));
   FANIN_CUDA_CHECK(cublasLtMatrixLayoutCreate(plan->d.out(), type, n, m, key.n));
@@ -138,6 +169,7 @@ std::unique_ptr<Matmul::Plan> Matmul::make_plan(const Key& key, const LinearArgs
     if (st != CUBLAS_STATUS_SUCCESS || found == 0) return false;
     plan->algo = result.algo;
     plan->epilogue_bias = bias;
+    if (settings_.debug) print_plan(key, static_cast<int>(epilogue), result);
     return true;
   };
 

@@ -13,7 +13,8 @@
 // GELU runs the BIAS (or DEFAULT) epilogue and then launch_bias_act. If the
 // heuristic finds no algorithm with a fused epilogue, the plan falls back to
 // DEFAULT plus launch_bias_act. Compute is fp32 for every dtype
-// (CUBLAS_COMPUTE_32F; FANIN_ALLOW_TF32=1 lets f32 use TF32 tensor cores).
+// (CUBLAS_COMPUTE_32F; FANIN_ALLOW_TF32=1 lets f32 use TF32 tensor cores);
+// FANIN_CUDA_SM_TARGET=N makes the heuristic plan for N SMs.
 //
 // A plan (descriptor, three layouts, the heuristic's algorithm) depends on
 // (m, n, k, dtype, bias?, act) and on the pointers' alignments, which the
@@ -27,6 +28,7 @@
 // workspace used by two concurrent streams is a data race).
 #pragma once
 
+#include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -36,14 +38,15 @@
 
 #include "backends/backend.h"
 #include "backends/cuda/cuda_handles.h"
+#include "backends/cuda/cuda_settings.h"
 
 namespace fanin::backend::cuda {
 
 class Matmul {
  public:
-  // Creates the cuBLASLt handle and a `workspace_bytes` workspace on
+  // Creates the cuBLASLt handle and a settings.workspace_bytes workspace on
   // `device`. Throws OutOfMemory / DeviceError.
-  Matmul(int device, size_t workspace_bytes, bool allow_tf32);
+  Matmul(int device, const StreamSettings& settings);
   Matmul(const Matmul&) = delete;
   Matmul& operator=(const Matmul&) = delete;
   ~Matmul();
@@ -69,8 +72,9 @@ class Matmul {
   struct Plan;
 
   std::unique_ptr<Plan> make_plan(const Key& key, const LinearArgs& args);
+  void print_plan(const Key& key, int epilogue, const cublasLtMatmulHeuristicResult_t& r) const;
 
-  bool allow_tf32_;
+  const StreamSettings settings_;
   LtHandle handle_;
   DeviceBuffer workspace_;
   std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans_;
