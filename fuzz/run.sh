@@ -36,15 +36,21 @@ sources_safetensors=(src/models/safetensors.cpp src/core/error.cpp)
 helpers_safetensors=(src/core/tensor.cpp)
 libs_safetensors=()
 
-# Compiles $2 into $1 unless $1 is newer than every source and header.
+# Compiles $2 into $1 unless $1 is newer than the source and every header it
+# included last time (the compiler's -MMD list).
+up_to_date() {
+  local obj="$1" dep
+  [ -f "$obj" ] && [ -f "$obj.d" ] || return 1
+  for dep in $(sed -e 's/\\$//' -e 's/^[^:]*://' "$obj.d"); do
+    [ "$dep" -nt "$obj" ] && return 1
+  done
+  return 0
+}
 compile() {
   local obj="$1" src="$2"
   shift 2
-  if [ -f "$obj" ] && [ -z "$(find "$root/$src" "$root/include" "$root/src" -newer "$obj" \
-       \( -name '*.h' -o -name '*.inc' -o -path "$root/$src" \) -print -quit)" ]; then
-    return 0
-  fi
-  "$cxx" "${common[@]}" "$@" -c "$root/$src" -o "$obj"
+  up_to_date "$obj" && return 0
+  "$cxx" "${common[@]}" "$@" -MMD -MF "$obj.d" -c "$root/$src" -o "$obj"
 }
 
 build() {
