@@ -8,6 +8,7 @@
 #include "fanin/error.h"
 #include "fanin/event.h"
 #include "fanin/graph.h"
+#include "fanin/host_buffer.h"
 #include "fanin/model.h"
 #include "fanin/ops.h"
 #include "fanin/stream.h"

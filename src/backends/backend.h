@@ -149,10 +149,18 @@ class Backend {
   // nullptr when out of memory; other failures throw DeviceError.
   virtual void* raw_alloc(int device_index, size_t bytes) = 0;
   virtual void raw_free(int device_index, void* ptr) noexcept = 0;
+  // Host memory the device copies from/to fastest and that copies inside a
+  // graph capture may use (CUDA: page-locked). Default: aligned malloc.
+  virtual void* host_alloc(size_t bytes);
+  virtual void host_free(void* ptr) noexcept;
 
   // Encode-side kernels. Each runs after earlier work on `stream`.
   // copy_from_host may read `src` only during the call (stage if needed);
-  // copy_to_host writes `dst` when the stream reaches it.
+  // copy_to_host writes `dst` when the stream reaches it. Note [Copies in
+  // graphs]: while the stream captures, both record the host pointer and
+  // read/write that memory at every replay instead; backends that need
+  // special host memory for that (CUDA: page-locked) reject other memory
+  // with InvalidArgument.
   virtual void copy_from_host(StreamImpl& stream, void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(StreamImpl& stream, void* dst, const void* src, size_t bytes) = 0;
   virtual void copy(StreamImpl& stream, void* dst, const void* src, size_t bytes) = 0;

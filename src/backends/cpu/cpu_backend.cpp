@@ -117,6 +117,10 @@ class CpuBackend final : public Backend {
   void raw_free(int, void* ptr) noexcept override { std::free(ptr); }
 
   void copy_from_host(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
+    if (cs(s).capturing()) {  // Note [Copies in graphs]: read `src` at each replay
+      cs(s).encode([dst, src, bytes] { std::memcpy(dst, src, bytes); });
+      return;
+    }
     // Stage: the caller may reuse `src` once we return.
     auto staged = std::shared_ptr<char[]>(new char[bytes]);
     std::memcpy(staged.get(), src, bytes);

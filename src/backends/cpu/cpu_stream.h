@@ -34,6 +34,7 @@ class CpuStream final : public StreamImpl {
   // Encode side: appends `task` to the work being encoded.
   void encode(Task task);
 
+  bool capturing() const noexcept { return capturing_; }
   void begin_capture() override;
   std::unique_ptr<GraphImpl> end_capture() override;
   void end_encoding() override;

@@ -128,6 +128,25 @@ class CudaBackend final : public Backend {
     });
   }
 
+  void* host_alloc(size_t bytes) override {
+    RelaxedCaptureMode relaxed;
+    void* ptr = nullptr;
+    if (FANIN_CUDA_CHECK(cudaHostAlloc(&ptr, bytes == 0 ? 1 : bytes, cudaHostAllocPortable),
+                         cudaErrorMemoryAllocation) != cudaSuccess) {
+      FANIN_CUDA_CHECK(cudaGetLastError(), cudaErrorMemoryAllocation);
+      FANIN_THROW(kOutOfMemory, "[HostBuffer] cannot allocate ", bytes,
+                  " bytes of page-locked host memory");
+    }
+    return ptr;
+  }
+  void host_free(void* ptr) noexcept override {
+    if (ptr == nullptr) return;
+    best_effort([&] {
+      RelaxedCaptureMode relaxed;
+      FANIN_CUDA_CHECK(cudaFreeHost(ptr));
+    });
+  }
+
   void copy_from_host(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
     DeviceGuard guard(cs(s).device());
     cs(s).copy_from_host(dst, src, bytes);

@@ -193,6 +193,15 @@ void CudaStream::copy_from_host(void* dst, const void* src, size_t bytes) {
     slot_fence_[i] = fence();
     return;
   }
+  if (capturing_) {
+    // Note [Copies in graphs]: the graph reads `src` at every replay, which
+    // CUDA can only do from page-locked memory.
+    FANIN_CHECK(is_page_locked(src), kInvalidArgument,
+                "[copy_from_host] inside a graph capture the source must be page-locked host "
+                "memory (fanin::HostBuffer); got pageable memory at ", src);
+    FANIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, encode()));
+    return;
+  }
   // From pageable memory cudaMemcpyAsync has consumed `src` when it returns
   // (the driver stages it). From page-locked memory the DMA reads `src`
   // later, so copy it to pageable memory first.
@@ -215,6 +224,11 @@ bool CudaStream::dst_page_locked(const void* dst) {
 
 void CudaStream::copy_to_host(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  if (capturing_) {
+    FANIN_CHECK(is_page_locked(dst), kInvalidArgument,
+                "[copy_to_host] inside a graph capture the destination must be page-locked host "
+                "memory (fanin::HostBuffer); got pageable memory at ", dst);
+  }
   if (capturing_ || bytes > kSlotBytes || dst_page_locked(dst)) {
     // Asynchronous into page-locked memory; into pageable memory the driver
     // returns once the copy is done.
