@@ -96,11 +96,11 @@ struct Sink {
 }  // namespace
 
 struct WordPiece::Impl {
-  struct Slot {
-    uint64_t hash = 0;
-    uint32_t offset = 0;  // key bytes in arena
+  struct Slot {            // 16 bytes: four to a cache line
+    uint32_t tag = 0;      // the hash's high half (the low bits pick the slot)
+    uint32_t offset = 0;   // key bytes in arena
     uint32_t length = 0;
-    int32_t id = -1;      // -1: empty slot
+    int32_t id = -1;       // -1: empty slot
   };
   struct Special {
     std::string text;
@@ -125,10 +125,11 @@ struct WordPiece::Impl {
   // The id of `key` (without "##" for a continuation), or -1.
   int32_t find(const char* p, size_t n, bool continuation) const {
     const uint64_t h = hash_bytes(p, n, continuation ? kContinuationSeed : kInitialSeed);
+    const auto tag = uint32_t(h >> 32);
     for (uint64_t i = h & slot_mask;; i = (i + 1) & slot_mask) {
       const Slot& s = slots[i];
       if (s.id < 0) return -1;
-      if (s.hash == h && s.length == n && std::memcmp(arena.data() + s.offset, p, n) == 0) {
+      if (s.tag == tag && s.length == n && std::memcmp(arena.data() + s.offset, p, n) == 0) {
         return s.id;
       }
     }
@@ -137,13 +138,14 @@ struct WordPiece::Impl {
   void insert(uint32_t offset, uint32_t length, int32_t id, bool continuation) {
     const uint64_t h =
         hash_bytes(arena.data() + offset, length, continuation ? kContinuationSeed : kInitialSeed);
+    const auto tag = uint32_t(h >> 32);
     for (uint64_t i = h & slot_mask;; i = (i + 1) & slot_mask) {
       Slot& s = slots[i];
       if (s.id < 0) {
-        s = Slot{h, offset, length, id};
+        s = Slot{tag, offset, length, id};
         break;
       }
-      if (s.hash == h && s.length == length &&
+      if (s.tag == tag && s.length == length &&
           std::memcmp(arena.data() + s.offset, arena.data() + offset, length) == 0) {
         s.id = id;  // a repeated token: the later line wins, as in the reference
         break;
@@ -202,11 +204,6 @@ WordPiece WordPiece::from_tokens(const std::vector<std::string>& tokens, WordPie
   impl->token_offset.reserve(tokens.size());
   impl->token_length.reserve(tokens.size());
 
-  size_t capacity = 16;
-  while (capacity < 2 * tokens.size()) capacity *= 2;
-  impl->slots.assign(capacity, Impl::Slot{});
-  impl->slot_mask = capacity - 1;
-
   for (size_t id = 0; id < tokens.size(); ++id) {
     std::string_view t = tokens[id];
     // Trailing whitespace (a "\r" of CRLF files included) is not part of a token.
@@ -219,6 +216,18 @@ WordPiece WordPiece::from_tokens(const std::vector<std::string>& tokens, WordPie
     impl->token_offset.push_back(offset);
     impl->token_length.push_back(uint32_t(t.size()));
   }
+  // A key per token, and a second one (without "##") per continuation; the
+  // table is kept at most 70% full.
+  size_t keys = 0;
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const uint32_t length = impl->token_length[id];
+    keys += (length > 0) +
+            (length > 2 && impl->arena.compare(impl->token_offset[id], 2, "##") == 0);
+  }
+  size_t capacity = 16;
+  while (capacity * 7 < keys * 10) capacity *= 2;
+  impl->slots.assign(capacity, Impl::Slot{});
+  impl->slot_mask = capacity - 1;
   for (size_t id = 0; id < tokens.size(); ++id) {
     const uint32_t offset = impl->token_offset[id];
     const uint32_t length = impl->token_length[id];
@@ -254,7 +263,9 @@ WordPiece WordPiece::from_tokens(const std::vector<std::string>& tokens, WordPie
 // whitespace, punctuation and CJK ideographs. Canonical reordering (part of
 // NFD) only permutes runs of non-starters (combining class != 0), so those are
 // held back in Scratch::marks until the next starter, sorted stably by class,
-// and only then stripped or added.
+// and only then added. Non-starters that accent stripping drops are dropped
+// at once: a stable sort keeps the others in the same relative order with or
+// without them. (Marks of class 0 are starters: they end a run first.)
 
 void WordPiece::Impl::end_word(Scratch& s, Sink& sink) const {
   if (s.word.empty()) return;
@@ -417,8 +428,9 @@ void WordPiece::Impl::tokenize(std::string_view text, Sink& sink, long row) cons
       continue;
     }
     for (int k = 0; k < count; ++k) {
-      if (detail::char_info(parts[k]).ccc != 0) {
-        s.marks.push_back(parts[k]);
+      const CharInfo part = detail::char_info(parts[k]);
+      if (part.ccc != 0) {
+        if (!(part.flags & detail::kMark)) s.marks.push_back(parts[k]);
       } else {
         flush_marks(s, sink);
         add_normalized(parts[k], s, sink);

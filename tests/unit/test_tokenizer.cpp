@@ -245,6 +245,16 @@ TEST(WordPiece, BadVocabularies) {
                            ErrorCode::kInvalidArgument, {"/nonexistent/vocab.txt"}));
 }
 
+TEST(WordPiece, RepeatedTokensAndManyContinuations) {
+  // A repeated token takes its last line's id, as in the reference.
+  std::vector<std::string> tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "x", "x"};
+  EXPECT_EQ(ids(WordPiece::from_tokens(tokens), "x"), (Ids{2, 5, 3}));
+  // Continuations are two keys each; lookups that miss must still end.
+  for (int i = 0; i < 5000; ++i) tokens.push_back("##c" + std::to_string(i));
+  const WordPiece wp = WordPiece::from_tokens(tokens);
+  EXPECT_EQ(ids(wp, "xc42 xc4999 xq"), (Ids{2, 5, 6 + 42, 5, 6 + 4999, 1, 3}));
+}
+
 TEST(WordPiece, ReadsVocabularyFilesWithCrlfLineEnds) {
   const fs::path path = fs::temp_directory_path() / ("fanin_vocab_" + std::to_string(getpid()));
   {
