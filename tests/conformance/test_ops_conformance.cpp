@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <tuple>
@@ -26,6 +27,13 @@ namespace fanin {
 namespace {
 
 using Ref = std::vector<double>;
+
+}  // namespace
+
+// Names the dtype in test parameters ("f16", not "4-byte object <01-00 00-00>").
+void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
+
+namespace {
 
 double tolerance(DType dt) {
   switch (dt) {
