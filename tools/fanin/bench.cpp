@@ -68,6 +68,8 @@ DType validate(const BenchOptions& o) {
                      std::to_string(o.dims.size()));
   for (int d : o.dims)
     if (d < 1) throw UsageError("--dims: every layer size must be >= 1, got " + std::to_string(d));
+  if (o.sync != "block" && o.sync != "yield" && o.sync != "spin")
+    throw UsageError("--sync: unknown mode '" + o.sync + "'; expected block, yield or spin");
   DType dtype;
   try {
     dtype = parse_dtype(o.dtype);
@@ -139,7 +141,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
       ->delimiter(',');
   cmd->add_option("--out", o.out, "Also write the JSON to this file");
   cmd->add_flag("--graphs", o.graphs,
-                "Capture the forward once per stream (fanin::Graph) and replay it");
+                "Capture each thread's whole request once (fanin::Graph) and replay it");
+  cmd->add_option("--sync", o.sync,
+                  "How a request waits: block (Stream::synchronize), yield or spin (poll "
+                  "Stream::query) (default block)");
   return cmd;
 }
 
@@ -175,6 +180,7 @@ int run_bench(const BenchOptions& o) {
   dc.warmup_seconds = o.warmup_seconds;
   dc.batch = o.batch;
   dc.graphs = o.graphs;
+  dc.sync = o.sync == "spin" ? SyncMode::kSpin : o.sync == "yield" ? SyncMode::kYield : SyncMode::kBlock;
 
   // Efficiency needs rps(1): from the list, or from an extra run first.
   const bool has_one = std::find(o.threads.begin(), o.threads.end(), 1) != o.threads.end();
@@ -214,10 +220,12 @@ int run_bench(const BenchOptions& o) {
   j["seconds"] = o.seconds;
   j["warmup_seconds"] = o.warmup_seconds;
   j["graphs"] = o.graphs;
-  j["request"] = o.graphs ? "copy_from_host, Graph::launch (captured forward), copy_to_host in "
-                            "one encoder, then Stream::synchronize"
-                          : "copy_from_host, Model::forward, copy_to_host in one encoder, then "
-                            "Stream::synchronize";
+  j["sync"] = o.sync;
+  j["request"] = std::string(o.graphs ? "Graph::launch of a graph holding " : "") +
+                 "copy_from_host, Model::forward, copy_to_host in one encoder (HostBuffer "
+                 "memory), then " +
+                 (o.sync == "block" ? "Stream::synchronize"
+                                    : "poll Stream::query (" + o.sync + "), Stream::synchronize");
   j["threads_requested"] = o.threads;
   if (baseline) {
     json b = result_json(*baseline, rps1);

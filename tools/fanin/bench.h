@@ -29,6 +29,7 @@ struct BenchOptions {
   std::vector<int> dims{512, 1024, 1024, 512};
   std::string out;  // empty: stdout only
   bool graphs = false;
+  std::string sync = "block";  // block | yield | spin
 };
 
 // Registers the `bench` subcommand on `app`, parsing into `options`.

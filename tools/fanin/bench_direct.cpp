@@ -1,19 +1,21 @@
 // The direct-mode runner of `fanin bench`.
 //
 // Note [Bench direct mode]
-// Each of N threads leases its own stream from the device's pool, allocates
-// one input tensor on it and (with --graphs) captures the model's forward on
-// it once. One request is: perturb a host input buffer, then inside one
-// encoder copy it into the input tensor, run the forward (or launch the
-// graph), copy the output into a host buffer; end the encoder (one commit
-// per request) and synchronize the stream. Every thread does one request
-// before the clock starts (first allocations, capture check), then all
-// threads are released together into warm-up, then measure until a common
-// deadline; a request started before the deadline is counted when it ends.
-// The threads meet the main thread at three points (ready, finished,
-// release) under one mutex; none of that is on the request path. Leases are
-// held until the main thread has read the allocator at the end, so the
-// per-stream memory it reports is what N live streams hold.
+// Each of N threads leases its own stream from the device's pool and
+// allocates an input tensor on it and two HostBuffers (page-locked on CUDA).
+// One request is: perturb the host input, then inside one encoder copy it
+// into the input tensor, run the forward, copy the output into the host
+// buffer; end the encoder (one commit per request) and synchronize the
+// stream (--sync: block in synchronize, or poll query() first). With
+// --graphs each thread captures that whole request once on its stream
+// (Note [Copies in graphs]) and a request is one Graph::launch. Every thread
+// does one request before the clock starts (first allocations, capture
+// check), then all threads are released together into warm-up, then measure
+// until a common deadline; a request started before the deadline is counted
+// when it ends. The threads meet the main thread at three points (ready,
+// finished, release) under one mutex; none of that is on the request path.
+// Leases are held until the main thread has read the allocator at the end,
+// so the per-stream memory it reports is what N live streams hold.
 #include "bench_direct.h"
 
 #include <algorithm>
@@ -29,6 +31,7 @@
 #include "fanin/device.h"
 #include "fanin/error.h"
 #include "fanin/graph.h"
+#include "fanin/host_buffer.h"
 #include "fanin/model.h"
 #include "fanin/stream.h"
 #include "fanin/tensor.h"
@@ -60,33 +63,53 @@ struct ThreadOut {
   std::exception_ptr error;
 };
 
-// Stores `value` as element `i` of `buf` in `dtype`.
-void put(std::vector<uint8_t>& buf, size_t i, DType dtype, float value) {
+// Stores `value` as element `i` of the `dtype` array at `buf`.
+void put(void* buf, size_t i, DType dtype, float value) {
+  auto* bytes = static_cast<uint8_t*>(buf);
   switch (dtype) {
-    case DType::kF32: std::memcpy(buf.data() + 4 * i, &value, 4); break;
+    case DType::kF32: std::memcpy(bytes + 4 * i, &value, 4); break;
     case DType::kI32: {
       int32_t v = static_cast<int32_t>(std::lrint(value));
-      std::memcpy(buf.data() + 4 * i, &v, 4);
+      std::memcpy(bytes + 4 * i, &v, 4);
       break;
     }
     case DType::kF16:
     case DType::kBF16: {
       uint16_t h = dtype == DType::kF16 ? f32_to_f16(value) : f32_to_bf16(value);
-      std::memcpy(buf.data() + 2 * i, &h, 2);
+      std::memcpy(bytes + 2 * i, &h, 2);
       break;
     }
   }
 }
 
-// Deterministic input values in [-1, 1), different for each thread.
-std::vector<uint8_t> make_input(int64_t numel, DType dtype, int thread_index) {
-  std::vector<uint8_t> buf(static_cast<size_t>(numel) * dtype_size(dtype));
+// The `dtype` array of `n` elements at `buf`, as f32.
+std::vector<float> decode(const void* buf, size_t n, DType dtype) {
+  const auto* bytes = static_cast<const uint8_t*>(buf);
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DType::kF32) {
+      std::memcpy(&out[i], bytes + 4 * i, 4);
+    } else if (dtype == DType::kI32) {
+      int32_t v;
+      std::memcpy(&v, bytes + 4 * i, 4);
+      out[i] = static_cast<float>(v);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, bytes + 2 * i, 2);
+      out[i] = dtype == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+  }
+  return out;
+}
+
+// Fills `buf` with deterministic values in [-1, 1), different per thread.
+void fill_input(HostBuffer& buf, int64_t numel, DType dtype, int thread_index) {
   uint32_t x = 0x9e3779b9u * static_cast<uint32_t>(thread_index + 1);
   for (int64_t i = 0; i < numel; ++i) {
     x = x * 1664525u + 1013904223u;  // LCG: cheap and good enough for inputs
-    put(buf, static_cast<size_t>(i), dtype, static_cast<float>(x >> 8) * 0x1.0p-23f - 1.0f);
+    put(buf.data(), static_cast<size_t>(i), dtype,
+        static_cast<float>(x >> 8) * 0x1.0p-23f - 1.0f);
   }
-  return buf;
 }
 
 // Throws DeviceError unless `got` matches `want` within float tolerance.
@@ -102,26 +125,34 @@ void check_same(const char* what, const std::vector<float>& got, const std::vect
 
 void worker(const Model& model, const DirectConfig& cfg, int index, Meeting& meet,
             ThreadOut& out) {
-  // Declared first, destroyed last: the lease outlives what uses its stream.
+  // Declared first, destroyed last: the lease outlives what uses its stream,
+  // and the host buffers outlive the graph that copies from and to them.
   StreamLease lease;
+  HostBuffer host_in, host_out;
   Tensor x, y_graph;
   std::unique_ptr<Graph> graph;
-  std::vector<uint8_t> host_in, host_out;
+  const DType dtype = model.dtype();
+  // Encodes one request's work: copy in, forward, copy out.
+  auto encode_request = [&](Stream& s) -> Tensor {
+    Encoder enc = s.command_buffer().begin_encoding();
+    x.copy_from_host(host_in.data(), host_in.size(), s);
+    Tensor y = model.forward(x, s);
+    y.copy_to_host(host_out.data(), host_out.size(), s);
+    return y;
+  };
+  auto wait = [&](Stream& s) {
+    if (cfg.sync != SyncMode::kBlock) {
+      while (!s.query())
+        if (cfg.sync == SyncMode::kYield) std::this_thread::yield();
+    }
+    s.synchronize();  // returns at once after polling; rethrows the work's errors
+  };
   auto request = [&](uint64_t i) {
     Stream& s = lease.stream();
-    put(host_in, 0, model.dtype(), static_cast<float>(i % 1024) * (1.0f / 1024));  // fresh-ish
-    {
-      Encoder enc = s.command_buffer().begin_encoding();
-      x.copy_from_host(host_in.data(), host_in.size(), s);
-      if (graph) {
-        graph->launch(s);
-        y_graph.copy_to_host(host_out.data(), host_out.size(), s);
-      } else {
-        Tensor y = model.forward(x, s);
-        y.copy_to_host(host_out.data(), host_out.size(), s);
-      }
-    }
-    s.synchronize();
+    put(host_in.data(), 0, dtype, static_cast<float>(i % 1024) * (1.0f / 1024));  // fresh-ish
+    if (graph) graph->launch(s);
+    else encode_request(s);
+    wait(s);
   };
 
   try {
@@ -130,18 +161,24 @@ void worker(const Model& model, const DirectConfig& cfg, int index, Meeting& mee
     Shape in_shape{cfg.batch}, out_shape{cfg.batch};
     for (int64_t d : model.input_shape()) in_shape.push_back(d);
     for (int64_t d : model.output_shape()) out_shape.push_back(d);
-    x = Tensor::empty(in_shape, model.dtype(), s);
-    host_in = make_input(x.numel(), model.dtype(), index);
-    host_out.resize(static_cast<size_t>(checked_numel(out_shape, "bench")) *
-                    dtype_size(model.dtype()));
+    x = Tensor::empty(in_shape, dtype, s);
+    host_in = HostBuffer(model.device(), x.nbytes());
+    fill_input(host_in, x.numel(), dtype, index);
+    const int64_t out_numel = checked_numel(out_shape, "bench");
+    host_out = HostBuffer(model.device(), static_cast<size_t>(out_numel) * dtype_size(dtype));
     if (cfg.graphs) {
-      // Check the replay against the eager forward once: a broken graph
-      // must not produce fast garbage.
-      graph = Graph::capture(s, [&] { y_graph = model.forward(x, s); });
-      x.copy_from_host(host_in.data(), host_in.size(), s);
-      const std::vector<float> want = model.forward(x, s).to_vector(s);
+      // The whole request is one graph (Note [Copies in graphs]). Check one
+      // replay against the eager request: a broken graph must not produce
+      // fast garbage.
+      graph = Graph::capture(s, [&] { y_graph = encode_request(s); });
+      encode_request(s);
+      s.synchronize();
+      const auto want = decode(host_out.data(), static_cast<size_t>(out_numel), dtype);
+      std::memset(host_out.data(), 0xff, host_out.size());
       graph->launch(s);
-      check_same("graph replay vs eager forward", y_graph.to_vector(s), want);
+      s.synchronize();
+      check_same("graph replay vs eager request",
+                 decode(host_out.data(), static_cast<size_t>(out_numel), dtype), want);
     }
     request(0);
   } catch (...) {

@@ -14,6 +14,11 @@ class Model;
 
 namespace fanin::cli {
 
+// How a request waits for its stream: Stream::synchronize (block), or
+// polling Stream::query with a yield between polls (yield) or none (spin),
+// then Stream::synchronize to collect errors.
+enum class SyncMode { kBlock, kYield, kSpin };
+
 // How one run of N threads is driven.
 struct DirectConfig {
   int threads = 1;
@@ -21,6 +26,7 @@ struct DirectConfig {
   double warmup_seconds = 0.5;  // unmeasured requests before it
   int batch = 1;                // rows per request
   bool graphs = false;          // replay a per-stream captured forward
+  SyncMode sync = SyncMode::kBlock;
 };
 
 // Latency of the measured requests, in microseconds.
