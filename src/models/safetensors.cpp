@@ -26,6 +26,16 @@ bool dtype_from_name(const std::string& s, DType* out) {
   return true;
 }
 
+// Element sizes of every dtype the format defines; fanin reads only some
+// (dtype_from_name), but validates the layout of all.
+size_t format_dtype_size(const std::string& s) {
+  if (s == "F64" || s == "I64" || s == "U64") return 8;
+  if (s == "F32" || s == "I32" || s == "U32") return 4;
+  if (s == "F16" || s == "BF16" || s == "I16" || s == "U16") return 2;
+  if (s == "I8" || s == "U8" || s == "BOOL" || s == "F8_E4M3" || s == "F8_E5M2") return 1;
+  return 0;
+}
+
 const char* dtype_to_name(DType t) {
   switch (t) {
     case DType::kF32: return "F32";
@@ -83,10 +93,11 @@ std::map<std::string, TensorView> parse(const uint8_t* bytes, size_t size, const
                 kInvalidArgument, "[safetensors] ", what, ": tensor '", name,
                 "' needs data_offsets [begin, end]");
     const std::string dname = v["dtype"].get<std::string>();
-    DType dtype;
-    FANIN_CHECK(dtype_from_name(dname, &dtype), kInvalidArgument, "[safetensors] ", what,
-                ": tensor '", name, "' has dtype ", dname,
-                ", fanin reads F32, F16, BF16 and I32");
+    const size_t esize = format_dtype_size(dname);
+    FANIN_CHECK(esize != 0, kInvalidArgument, "[safetensors] ", what, ": tensor '", name,
+                "' has unknown dtype ", dname);
+    DType dtype = DType::kF32;
+    const bool supported = dtype_from_name(dname, &dtype);
     Shape shape;
     for (const json& d : v["shape"]) {
       FANIN_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, kInvalidArgument,
@@ -104,12 +115,13 @@ std::map<std::string, TensorView> parse(const uint8_t* bytes, size_t size, const
                 ": tensor '", name, "' data_offsets [", begin, ", ", end,
                 "] fall outside the data area of ", data_size, " bytes");
     const int64_t numel = checked_numel(shape, "safetensors");
-    FANIN_CHECK(static_cast<uint64_t>(numel) * dtype_size(dtype) == end - begin, kInvalidArgument,
+    FANIN_CHECK(static_cast<uint64_t>(numel) * esize == end - begin, kInvalidArgument,
                 "[safetensors] ", what, ": tensor '", name, "' has shape ", to_string(shape),
-                " of ", dname, " (", numel * static_cast<int64_t>(dtype_size(dtype)),
+                " of ", dname, " (", numel * static_cast<int64_t>(esize),
                 " bytes) but data_offsets span ", end - begin, " bytes");
     ranges.push_back({{begin, end}, name});
-    out[name] = TensorView{dtype, shape, data + begin, static_cast<size_t>(end - begin)};
+    out[name] = TensorView{dtype, shape, data + begin, static_cast<size_t>(end - begin),
+                           supported, dname};
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
@@ -154,6 +166,8 @@ const TensorView& File::at(const std::string& name) const {
   auto it = tensors_.find(name);
   FANIN_CHECK(it != tensors_.end(), kInvalidArgument, "[safetensors] '", path_,
               "' has no tensor '", name, "'");
+  FANIN_CHECK(it->second.supported, kInvalidArgument, "[safetensors] '", path_, "': tensor '",
+              name, "' has dtype ", it->second.dtype_name, ", fanin reads F32, F16, BF16 and I32");
   return it->second;
 }
 

@@ -21,10 +21,12 @@ namespace fanin::safetensors {
 constexpr size_t kMaxHeaderBytes = 100u << 20;
 
 struct TensorView {
-  DType dtype;
+  DType dtype;       // meaningful only when `supported`
   Shape shape;
   const void* data;  // inside the mapping; valid while the File lives
   size_t bytes;
+  bool supported;          // a dtype fanin computes with (F32, F16, BF16, I32)
+  std::string dtype_name;  // as in the file, e.g. "I64"
 };
 
 // A mapped, validated safetensors file. Thread-safe to read.
@@ -37,7 +39,10 @@ class File {
   const std::string& path() const noexcept { return path_; }
   const std::map<std::string, TensorView>& tensors() const noexcept { return tensors_; }
   const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
-  // The tensor `name`; throws InvalidArgument naming the file if missing.
+  // The tensor `name`; throws InvalidArgument naming the file if it is
+  // missing or of a dtype fanin does not read. Files may hold tensors of any
+  // dtype of the format (e.g. BERT's I64 position_ids); they are validated
+  // but only readable through tensors().
   const TensorView& at(const std::string& name) const;
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
 
