@@ -11,5 +11,6 @@
 #include "fanin/host_buffer.h"
 #include "fanin/model.h"
 #include "fanin/ops.h"
+#include "fanin/sentence_encoder.h"
 #include "fanin/stream.h"
 #include "fanin/tensor.h"
