@@ -186,6 +186,18 @@ class CudaBackend final : public Backend {
     DeviceGuard guard(cs(s).device());
     launch_cast(cs(s).encode(), x, from, out, to, n);
   }
+  void embedding(StreamImpl& s, const EmbeddingArgs& a) override {
+    DeviceGuard guard(cs(s).device());
+    launch_embedding(cs(s).encode(), a);
+  }
+  void attention(StreamImpl& s, const AttentionArgs& a) override {
+    DeviceGuard guard(cs(s).device());
+    launch_attention(cs(s).encode(), a);
+  }
+  void mean_pool(StreamImpl& s, const MeanPoolArgs& a) override {
+    DeviceGuard guard(cs(s).device());
+    launch_mean_pool(cs(s).encode(), a);
+  }
 };
 
 }  // namespace

@@ -38,4 +38,15 @@ void launch_cast(cudaStream_t stream, const void* x, DType from, void* out, DTyp
 void launch_bias_act(cudaStream_t stream, void* out, const void* bias, int64_t rows, int64_t cols,
                      Activation act, DType dtype);
 
+// Sequence-model kernels (semantics of the CPU reference, seq_kernels.cpp).
+// out[b,s,:] = word[id] + pos[s] + type[tt], ids and types clamped into range.
+void launch_embedding(cudaStream_t stream, const EmbeddingArgs& args);
+
+// Fused masked self-attention (Note [Fused attention] in attention.cu); rows
+// at or past a length are zero. head_dim <= 128, else InvalidArgument.
+void launch_attention(cudaStream_t stream, const AttentionArgs& args);
+
+// f32 mean over the first lengths[b] rows, L2-normalised with max(norm, 1e-12).
+void launch_mean_pool(cudaStream_t stream, const MeanPoolArgs& args);
+
 }  // namespace fanin::backend::cuda
