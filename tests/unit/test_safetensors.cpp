@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,11 +19,11 @@ using fanin::testing::throws_error;
 namespace fs = std::filesystem;
 
 std::vector<uint8_t> img(const std::string& header, const std::string& data = "") {
-  std::vector<uint8_t> out(8);
   const uint64_t n = header.size();
+  std::vector<uint8_t> out(8 + header.size() + data.size());
   for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(n >> (8 * i));
-  out.insert(out.end(), header.begin(), header.end());
-  out.insert(out.end(), data.begin(), data.end());
+  std::copy(header.begin(), header.end(), out.begin() + 8);
+  std::copy(data.begin(), data.end(), out.begin() + 8 + static_cast<std::ptrdiff_t>(header.size()));
   return out;
 }
 
@@ -113,8 +114,11 @@ TEST_F(Safetensors, RejectsMalformedEntries) {
                       {"'x'", "bad shape entry 1.5"}));
   EXPECT_TRUE(rejects(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", "abcd",
                       {"'x'", "non-integer data_offsets"}));
-  EXPECT_TRUE(rejects(R"({"x":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", "abcd",
-                      {"'x'", "dtype U8"}));
+  EXPECT_TRUE(rejects(R"({"x":{"dtype":"Q7","shape":[4],"data_offsets":[0,4]}})", "abcd",
+                      {"'x'", "unknown dtype Q7"}));
+  // A format dtype fanin does not compute with still has its layout checked.
+  EXPECT_TRUE(rejects(R"({"x":{"dtype":"I64","shape":[1],"data_offsets":[0,4]}})", "abcd",
+                      {"'x'", "span 4 bytes"}));
   EXPECT_TRUE(rejects(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", "abcd",
                       {"'x'", "[2]", "8 bytes", "span 4 bytes"}));
   EXPECT_TRUE(rejects(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", "abcd",
@@ -135,6 +139,23 @@ TEST_F(Safetensors, RejectsOverlapsButAcceptsAdjacentAndEmptyTensors) {
                       R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
                       "12345678");
   EXPECT_EQ(safetensors::parse(ok.data(), ok.size(), "mem").size(), 3u);
+}
+
+// Tensors of dtypes fanin does not read (e.g. an I64 position_ids in a BERT
+// file) do not stop the file from opening; reading one is the error.
+TEST_F(Safetensors, UnsupportedDtypesOpenButCannotBeRead) {
+  const auto bytes = img(R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+                         R"("w":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})",
+                         std::string(20, '\0'));
+  {
+    std::ofstream out(path_, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  auto f = safetensors::File::open(path_);
+  EXPECT_TRUE(f->contains("ids"));
+  EXPECT_EQ(f->at("w").dtype, DType::kF32);
+  EXPECT_TRUE(throws_error([&] { f->at("ids"); }, ErrorCode::kInvalidArgument,
+                           {path_, "'ids'", "dtype I64"}));
 }
 
 TEST_F(Safetensors, OpenRejectsFilesItCannotRead) {
