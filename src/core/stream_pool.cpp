@@ -160,11 +160,12 @@ Stream& StreamLease::stream() const {
 
 void StreamLease::release() noexcept {
   if (state_ == nullptr) return;
-  Stream& s = state_->stream(slot_);
   // Work stays in order on the stream; the next holder simply queues after
-  // it. An encoder left open by this holder would be a bug of the holder.
-  FANIN_ASSERT(!s.command_buffer().is_encoding() || s.command_buffer().encoding_on_this_thread(),
-               "lease released while another thread encodes into stream ", s.id());
+  // it. A thread that (wrongly) encodes into a stream it does not hold may
+  // still have its encoder open here: that is a user mistake, not a broken
+  // invariant, so it must not abort (release() cannot throw). The one-encoder
+  // rule keeps the next holder safe: it gets ConcurrentEncoding (or waits)
+  // until that encoder ends.
   state_->give_back(slot_);
   state_.reset();
   slot_ = -1;

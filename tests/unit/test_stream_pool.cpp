@@ -113,6 +113,32 @@ TEST(StreamPool, LeasedStreamRunsWork) {
             (std::vector<float>{0, 2, 0, 4}));
 }
 
+// Releasing a lease while some other thread (wrongly) encodes into its
+// stream is a user mistake: it must not abort the process, and the next
+// holder is still protected by the one-encoder rule.
+TEST(StreamPool, ReleaseWhileAnotherThreadEncodesDoesNotAbort) {
+  StreamPool pool(Device::cpu(), slots(1));
+  StreamLease lease = pool.acquire();
+  Stream& s = lease.stream();
+  std::latch began(1), finish(1);
+  std::thread intruder([&] {
+    Encoder enc = s.command_buffer().begin_encoding();
+    began.count_down();
+    finish.wait();
+  });
+  began.wait();
+  lease.release();
+  std::optional<StreamLease> next = pool.try_acquire();
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(&next->stream(), &s);
+  EXPECT_TRUE(throws_error([&] { next->stream().command_buffer().begin_encoding(); },
+                           ErrorCode::kConcurrentEncoding));
+  finish.count_down();
+  intruder.join();
+  Tensor x = Tensor::from_vector({-1, 1}, {2}, next->stream());
+  EXPECT_EQ(ops::relu(x, next->stream()).to_vector(next->stream()), (std::vector<float>{0, 1}));
+}
+
 TEST(StreamPool, AcquireUsesTheConfiguredTimeout) {
   StreamPool pool(Device::cpu(), slots(1, std::chrono::milliseconds(150)));
   StreamLease held = pool.acquire();
