@@ -21,21 +21,21 @@ void BatchQueue::push(RequestPtr& request) {
     tokens_ += request->cost;
     levels_[static_cast<size_t>(request->priority)].push_back(std::move(request));
     ++count_;
-    wake = idle_ > 0 ||
-           (filling_ > 0 && count_ >= static_cast<size_t>(config_.max_batch_size));
+    wake = idle_ > 0 || (filling_ > 0 && ready());
   }
   if (wake) cv_.notify_one();
 }
 
-bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {
-  if (closed_) return true;
+bool BatchQueue::ready() const {
   if (count_ >= static_cast<size_t>(config_.max_batch_size)) return true;
   if (config_.max_tokens_per_batch > 0 && tokens_ >= config_.max_tokens_per_batch) return true;
   // The largest preferred size is as good as a full batch: go now.
-  if (!config_.preferred_batch_sizes.empty() &&
-      count_ >= static_cast<size_t>(config_.preferred_batch_sizes.back())) {
-    return true;
-  }
+  return !config_.preferred_batch_sizes.empty() &&
+         count_ >= static_cast<size_t>(config_.preferred_batch_sizes.back());
+}
+
+bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {
+  if (closed_ || ready()) return true;
   Clock::time_point oldest = Clock::time_point::max();
   for (const auto& q : levels_)
     if (!q.empty()) oldest = std::min(oldest, q.front()->enqueued);

@@ -4,7 +4,8 @@
 // One mutex (mu_) guards the per-priority FIFOs, the counters and the closed
 // flag; producers hold it only to append, workers only to form a batch.
 // A producer wakes a worker only when one sleeps with nothing to do (idle_),
-// or when the queue now holds a full batch and a worker is waiting for its
+// or when the queue now holds a ready batch (full by count or token budget,
+// or at the largest preferred size: ready()) and a worker is waiting for its
 // batch to fill (filling_): no syscall per request otherwise. Requests that
 // are cancelled or past their deadline are taken out during formation and
 // returned separately so that they are failed outside the lock. Every
@@ -83,6 +84,7 @@ class BatchQueue {
   bool closed() const;
 
  private:
+  bool ready() const;  // under mu_: a full batch is queued (size, tokens, preferred size)
   bool due(Clock::time_point now, Clock::time_point* wake) const;  // under mu_
   void form(Clock::time_point now, Formed& out);                   // under mu_
 

@@ -6,8 +6,13 @@
 // and waits for the workers (up to a timeout); on timeout, and in cancel(),
 // cancelling_ is set first, then every queued request is taken out and
 // failed with Cancelled; batches already running finish their compute and
-// resolve with Cancelled (results discarded). Joining happens once, under
-// lifecycle_mu_.
+// resolve with Cancelled (results discarded). drain() waits for the workers
+// without holding lifecycle_mu_, so cancel() in another thread cuts that
+// wait short; cancelling and joining happen under lifecycle_mu_, so neither
+// call returns while the other still holds taken-out requests unresolved
+// (found by verify/batch_queue.pml). Outcomes are counted in the metrics
+// before the request is resolved, so a caller holding a resolved future sees
+// it counted.
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -114,8 +119,15 @@ class EngineImpl {
       metrics_.workers[w].stream_id = workers_[w].lease->id();
     }
     live_ = options_.workers;
-    for (int w = 0; w < options_.workers; ++w)
-      workers_[w].thread = std::thread([this, w] { run_worker(w); });
+    try {
+      for (int w = 0; w < options_.workers; ++w)
+        workers_[w].thread = std::thread([this, w] { run_worker(w); });
+    } catch (...) {
+      // Threads already started must be joined before the members go.
+      cancel_now();
+      join_locked();
+      throw;
+    }
   }
 
   ~EngineImpl() { drain(std::chrono::milliseconds::max()); }
@@ -152,39 +164,47 @@ class EngineImpl {
     req->callback = std::move(cb);
     if (future != nullptr) *future = req->promise.get_future();
     RequestPtr base = std::move(req);
+    // Counted before the push so that no snapshot shows more outcomes than
+    // submissions.
+    submitted_.fetch_add(1, std::memory_order_relaxed);
     try {
       queue_.push(base);
     } catch (const Error& e) {
+      submitted_.fetch_sub(1, std::memory_order_relaxed);
       std::lock_guard<std::mutex> lock(metrics_mu_);
       if (e.code() == ErrorCode::kQueueFull) ++metrics_.rejected_queue_full;
       else ++metrics_.rejected_shutdown;
       throw;
     }
-    submitted_.fetch_add(1, std::memory_order_relaxed);
   }
 
   bool drain(std::chrono::milliseconds timeout) {
-    std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
     queue_.close();
     bool in_time;
     {
       std::unique_lock<std::mutex> lock(exit_mu_);
       auto done = [&] { return live_ == 0; };
-      if (timeout == std::chrono::milliseconds::max()) {
+      const Clock::time_point now = Clock::now();
+      // A timeout too long to add to now() (milliseconds::max() included)
+      // waits without limit.
+      if (timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(
+                         Clock::time_point::max() - now)) {
         exit_cv_.wait(lock, done);
         in_time = true;
       } else {
-        in_time = exit_cv_.wait_for(lock, timeout, done);
+        in_time = exit_cv_.wait_until(lock, now + timeout, done);
       }
     }
-    if (!in_time) cancel_locked();
+    std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
+    if (!in_time) cancel_now();
     join_locked();
-    return in_time;
+    // Not "all finished" when a cancel() from another thread ended the wait.
+    return in_time && !cancelling_.load(std::memory_order_acquire);
   }
 
   void cancel() {
     std::lock_guard<std::mutex> lifecycle(lifecycle_mu_);
-    cancel_locked();
+    cancel_now();
     join_locked();
   }
 
@@ -253,15 +273,17 @@ class EngineImpl {
     return n;
   }
 
-  void cancel_locked() {
+  // Under lifecycle_mu_ (or in the constructor): fails everything queued;
+  // running batches see cancelling_ and resolve with Cancelled. Holding
+  // lifecycle_mu_ means no drain()/cancel() returns while another thread
+  // still holds requests it took out but has not failed yet.
+  void cancel_now() {
     cancelling_.store(true, std::memory_order_release);
-    for (RequestPtr& r : queue_.take_all()) {
-      as_engine(r).fail(Error(ErrorCode::kCancelled,
-                              "[Engine] request cancelled by engine shutdown before it ran"));
-      count_failure(ErrorCode::kCancelled);
-    }
+    for (RequestPtr& r : queue_.take_all())
+      fail(r, ErrorCode::kCancelled, "[Engine] request cancelled by engine shutdown before it ran");
   }
 
+  // Under lifecycle_mu_ (or in the constructor).
   void join_locked() {
     for (Worker& w : workers_)
       if (w.thread.joinable()) w.thread.join();
@@ -279,8 +301,22 @@ class EngineImpl {
   }
 
   void fail(const RequestPtr& r, ErrorCode code, const std::string& message) {
-    as_engine(r).fail(Error(code, message));
     count_failure(code);
+    as_engine(r).fail(Error(code, message));
+  }
+
+  // Test and observability hooks must not take the worker down.
+  static void call_hook(const std::function<void(int)>& hook, int n) noexcept {
+    if (!hook) return;
+    try {
+      hook(n);
+    } catch (...) {
+    }
+  }
+
+  void fail_batch(const std::vector<Request*>& run, const Error& e, ErrorCode counted_as) {
+    for (size_t i = 0; i < run.size(); ++i) count_failure(counted_as);
+    for (Request* r : run) r->fail(e);
   }
 
   void run_worker(int w) {
@@ -308,7 +344,7 @@ class EngineImpl {
     Worker& wk = workers_[static_cast<size_t>(w)];
     const Clock::time_point formed = Clock::now();
     const int formed_n = static_cast<int>(batch.size());
-    if (options_.on_batch_formed) options_.on_batch_formed(formed_n);
+    call_hook(options_.on_batch_formed, formed_n);
 
     // Launch-time checks: each failing request fails alone.
     std::vector<Request*> run;
@@ -361,31 +397,38 @@ class EngineImpl {
       }
       s.synchronize();
     } catch (const Error& e) {
-      for (Request* r : run) {
-        r->fail(e);
-        count_failure(e.code() == ErrorCode::kInvalidArgument ? ErrorCode::kDeviceError : e.code());
-      }
+      fail_batch(run, e,
+                 e.code() == ErrorCode::kInvalidArgument ? ErrorCode::kDeviceError : e.code());
       return;
     } catch (const std::exception& e) {
-      Error err(ErrorCode::kDeviceError, std::string("[Engine] batch failed: ") + e.what());
-      for (Request* r : run) {
-        r->fail(err);
-        count_failure(ErrorCode::kDeviceError);
-      }
+      fail_batch(run,
+                 Error(ErrorCode::kDeviceError, std::string("[Engine] batch failed: ") + e.what()),
+                 ErrorCode::kDeviceError);
+      return;
+    } catch (...) {
+      fail_batch(run, Error(ErrorCode::kDeviceError, "[Engine] batch failed: unknown exception"),
+                 ErrorCode::kDeviceError);
       return;
     }
-    if (options_.on_batch_computed) options_.on_batch_computed(n);
+    call_hook(options_.on_batch_computed, n);
     const Clock::time_point done = Clock::now();
     const double compute_us = micros(done - formed);
-    int completed = 0;
+    // Decide and count every outcome first, then resolve (Note [Engine lifetime]).
     std::vector<double> queue_us(static_cast<size_t>(n));
+    std::vector<char> discard(static_cast<size_t>(n));
+    int completed = 0;
+    for (int i = 0; i < n; ++i) {
+      queue_us[i] = micros(formed - run[i]->enqueued);
+      discard[i] = run[i]->cancelled() || cancelling_.load(std::memory_order_acquire);
+      if (discard[i]) count_failure(ErrorCode::kCancelled);
+      else ++completed;
+    }
+    record_batch(w, n, completed, compute_us, queue_us);
     for (int i = 0; i < n; ++i) {
       auto* r = static_cast<EngineRequest*>(run[i]);
-      queue_us[i] = micros(formed - r->enqueued);
-      if (r->cancelled() || cancelling_.load(std::memory_order_acquire)) {
+      if (discard[i]) {
         r->fail(Error(ErrorCode::kCancelled,
                       "[Engine] request cancelled while its batch ran; result discarded"));
-        count_failure(ErrorCode::kCancelled);
         continue;
       }
       Response resp;
@@ -397,8 +440,11 @@ class EngineImpl {
       resp.compute_us = compute_us;
       resp.batch_size = n;
       r->succeed(std::move(resp));
-      ++completed;
     }
+  }
+
+  void record_batch(int w, int n, int completed, double compute_us,
+                    const std::vector<double>& queue_us) {
     std::lock_guard<std::mutex> lock(metrics_mu_);
     metrics_.completed += static_cast<uint64_t>(completed);
     ++metrics_.batches;
@@ -447,7 +493,7 @@ class EngineImpl {
   std::condition_variable exit_cv_;
   int live_ = 0;
 
-  std::mutex lifecycle_mu_;  // serializes drain/cancel (closing and joining)
+  std::mutex lifecycle_mu_;  // serializes cancel_now() and joining (Note [Engine lifetime])
 };
 
 }  // namespace fanin::serving
