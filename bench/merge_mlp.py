@@ -67,8 +67,8 @@ def main():
         ax.set_yscale("log")
         ax.set_xlabel("threads (each with its own stream)")
         ax.set_ylabel("requests / s")
-        ax.set_title(f"MLP {'-'.join(map(str, eager['model']['dims']))}, batch 1, "
-                     f"{eager['device'].get('description', '')}")
+        ax.set_title(f"MLP {'-'.join(map(str, eager['model']['dims']))}, batch 1\n"
+                     f"{eager['device'].get('description', '')}", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()

@@ -1,4 +1,4 @@
-// The `fanin` command: subcommands bench and race (see bench.h, race.h).
+// The `fanin` command: subcommands bench, race and embed (bench.h, race.h, embed.h).
 //
 // Exit codes are those of cli.h: 0 success, 1 a failed run (a fanin::Error is
 // printed as "fanin: <what()>"), 2 a bad command line.
@@ -10,6 +10,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "embed.h"
 #include "fanin/error.h"
 #include "race.h"
 
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
   CLI::App* bench_cmd = add_bench_command(app, bench);
   RaceOptions race;
   CLI::App* race_cmd = add_race_command(app, race);
+  EmbedOptions embed;
+  CLI::App* embed_cmd = add_embed_command(app, embed);
 
   try {
     app.parse(argc, argv);
@@ -78,10 +81,11 @@ int main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
-  const char* sub = bench_cmd->parsed() ? "bench" : "race";
+  const char* sub = bench_cmd->parsed() ? "bench" : race_cmd->parsed() ? "race" : "embed";
   try {
     if (bench_cmd->parsed()) return run_bench(bench);
     if (race_cmd->parsed()) return run_race(race);
+    if (embed_cmd->parsed()) return run_embed(embed);
     return kExitUsage;  // unreachable: require_subcommand(1)
   } catch (const UsageError& e) {
     std::cerr << "fanin " << sub << ": " << e.what() << "\n"

@@ -1,0 +1,22 @@
+// tools/fanin/embed.h: `fanin embed`, sentence embeddings of stdin's lines.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace fanin::cli {
+
+struct EmbedOptions {
+  std::string model = "models/all-MiniLM-L6-v2";
+  std::string backend = "cpu";
+  std::string format = "jsonl";  // jsonl | npy
+  std::string dtype;             // default: f32 on cpu, f16 on cuda
+  std::string out;               // default: stdout
+  int batch_size = 64;
+  int max_length = 0;            // 0: the model folder's
+};
+
+CLI::App* add_embed_command(CLI::App& app, EmbedOptions& options);
+int run_embed(const EmbedOptions& options);
+
+}  // namespace fanin::cli
