@@ -212,14 +212,14 @@ TEST(Engine, DeadlineExceededRequestsNeverRun) {
   EngineOptions opt = eager(8);
   opt.default_timeout = 40ms;
   Engine engine(model, opt);
-  auto f0 = engine.submit(row_for(0));
+  RequestOptions later;
+  later.deadline = Clock::now() + 60s;  // not the default: the worker may be slow to start
+  auto f0 = engine.submit(row_for(0), later);
   ASSERT_TRUE(model->wait_for_calls(1));
   RequestOptions soon;
   soon.deadline = Clock::now() + 30ms;
   RequestOptions past;
   past.deadline = Clock::now() - 1ms;
-  RequestOptions later;
-  later.deadline = Clock::now() + 60s;
   auto f1 = engine.submit(row_for(1), soon);
   auto f2 = engine.submit(row_for(2), past);
   auto f3 = engine.submit(row_for(3));  // default_timeout
