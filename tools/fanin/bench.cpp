@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "bench_direct.h"
+#include "bench_more.h"
 #include "cli.h"
 #include "fanin/allocator.h"
 #include "fanin/device.h"
@@ -49,12 +50,26 @@ void check_finite(double v, bool zero_ok, const char* option) {
 
 // Checks every value that needs no device; returns the model's dtype.
 DType validate(const BenchOptions& o) {
-  if (o.model != "mlp")
-    throw UsageError("--model: unknown model '" + o.model + "'; available: mlp");
+  if (o.model != "mlp" && o.model != "minilm")
+    throw UsageError("--model: unknown model '" + o.model + "'; available: mlp, minilm");
   check_backend_name(o.backend);
-  if (o.mode != "direct")
-    throw UsageError("--mode: unknown mode '" + o.mode +
-                     "'; available: direct (a batch-queue mode is not supported yet)");
+  if (o.mode != "direct" && o.mode != "queue")
+    throw UsageError("--mode: unknown mode '" + o.mode + "'; available: direct, queue");
+  if (o.mode == "queue") {
+    if (o.producers.empty()) throw UsageError("--producers: give at least one count");
+    for (int p : o.producers)
+      if (p < 1 || p > 4096) throw UsageError("--producers: each must be in 1..4096");
+    if (o.window < 1) throw UsageError("--window must be >= 1");
+    if (o.workers < 1 || o.workers > 64) throw UsageError("--workers must be in 1..64");
+    if (o.max_batch < 1) throw UsageError("--max-batch must be >= 1");
+    if (o.max_delay_us < 0) throw UsageError("--max-delay-us must be >= 0");
+  }
+  if (o.model == "minilm") {
+    for (int b : o.batches)
+      if (b < 1) throw UsageError("--batches: each must be >= 1");
+    for (int s : o.seqs)
+      if (s < 1 || s > 512) throw UsageError("--seqs: each must be in 1..512");
+  }
   if (o.threads.empty()) throw UsageError("--threads: give at least one thread count, e.g. 1,2,4");
   for (int t : o.threads)
     if (t < 1 || t > 4096)
@@ -112,11 +127,13 @@ json result_json(const DirectResult& r, double rps1) {
 }
 
 void report_progress(const DirectResult& r, double rps1) {
+  char efficiency[32] = "   n/a";  // rps(1) not measured yet
+  if (rps1 > 0)
+    std::snprintf(efficiency, sizeof efficiency, "%5.1f%%", 100.0 * r.rps / (r.threads * rps1));
   std::fprintf(stderr,
-               "fanin bench: %3d thread%s %9.1f req/s  efficiency %5.1f%%  p50 %8.1f us  "
+               "fanin bench: %3d thread%s %9.1f req/s  efficiency %s  p50 %8.1f us  "
                "p99 %8.1f us  (%llu requests in %.2f s)\n",
-               r.threads, r.threads == 1 ? " " : "s", r.rps,
-               rps1 > 0 ? 100.0 * r.rps / (r.threads * rps1) : 0.0, r.latency.p50_us,
+               r.threads, r.threads == 1 ? " " : "s", r.rps, efficiency, r.latency.p50_us,
                r.latency.p99_us, static_cast<unsigned long long>(r.requests), r.elapsed_s);
 }
 
@@ -145,11 +162,42 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--sync", o.sync,
                   "How a request waits: block (Stream::synchronize), yield or spin (poll "
                   "Stream::query) (default block)");
+  cmd->add_option("--producers", o.producers, "queue mode: producer thread counts (default 1,8,64)")
+      ->delimiter(',');
+  cmd->add_option("--window", o.window, "queue mode: requests in flight per producer (default 1)");
+  cmd->add_option("--workers", o.workers, "queue mode: engine workers (default 1)");
+  cmd->add_option("--max-batch", o.max_batch, "queue mode: max batch size (default 256)");
+  cmd->add_option("--max-delay-us", o.max_delay_us, "queue mode: max queue delay (default 100)");
+  cmd->add_option("--batches", o.batches, "minilm: batch sizes (default 1,8,32,128,512)")
+      ->delimiter(',');
+  cmd->add_option("--seqs", o.seqs, "minilm: sequence lengths (default 16,128)")->delimiter(',');
+  cmd->add_option("--model-dir", o.model_dir,
+                  "minilm: a sentence-transformers folder (default: random weights)");
   return cmd;
 }
 
 int run_bench(const BenchOptions& o) {
   const DType dtype = validate(o);
+  const std::string started = utc_now_iso8601();
+  if (o.model == "minilm" || o.mode == "queue") {
+    json j = o.model == "minilm" ? run_minilm_bench(o) : run_queue_bench(o);
+    j["tool"] = "fanin bench";
+    j["version"] = FANIN_VERSION;
+    j["commit"] = FANIN_GIT_COMMIT;
+    j["date"] = started;
+    j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
+    j["backend"] = o.backend;
+    j["mode"] = o.model == "minilm" ? "batch" : o.mode;
+    j["seconds"] = o.seconds;
+    const std::string text = j.dump(2);
+    std::cout << text << std::endl;
+    if (!o.out.empty()) {
+      std::ofstream f(o.out, std::ios::out | std::ios::trunc);
+      f << text << "\n";
+      if (!f) throw UsageError("--out: cannot write '" + o.out + "'");
+    }
+    return kExitOk;
+  }
 
   Device& device = Device::get(o.backend);  // Unavailable when not built / not present
   const int pool_size = device.stream_pool().size();
@@ -180,7 +228,9 @@ int run_bench(const BenchOptions& o) {
   dc.warmup_seconds = o.warmup_seconds;
   dc.batch = o.batch;
   dc.graphs = o.graphs;
-  dc.sync = o.sync == "spin" ? SyncMode::kSpin : o.sync == "yield" ? SyncMode::kYield : SyncMode::kBlock;
+  dc.sync = o.sync == "spin"    ? SyncMode::kSpin
+            : o.sync == "yield" ? SyncMode::kYield
+                                : SyncMode::kBlock;
 
   // Efficiency needs rps(1): from the list, or from an extra run first.
   const bool has_one = std::find(o.threads.begin(), o.threads.end(), 1) != o.threads.end();
@@ -205,7 +255,7 @@ int run_bench(const BenchOptions& o) {
   j["tool"] = "fanin bench";
   j["version"] = FANIN_VERSION;
   j["commit"] = FANIN_GIT_COMMIT;
-  j["date"] = utc_now_iso8601();
+  j["date"] = started;  // when the benchmark started
   j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
   j["device"] = {{"name", device.name()}, {"description", device.description()}};
   j["model"] = {{"name", model->name()},

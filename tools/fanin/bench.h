@@ -30,6 +30,16 @@ struct BenchOptions {
   std::string out;  // empty: stdout only
   bool graphs = false;
   std::string sync = "block";  // block | yield | spin
+  // --mode queue (bench_queue.cpp)
+  std::vector<int> producers{1, 8, 64};
+  int window = 1;           // requests in flight per producer
+  int workers = 1;
+  int max_batch = 256;
+  int max_delay_us = 100;
+  // --model minilm (bench_minilm.cpp)
+  std::vector<int> batches{1, 8, 32, 128, 512};
+  std::vector<int> seqs{16, 128};
+  std::string model_dir;    // a sentence-transformers folder; empty: random weights
 };
 
 // Registers the `bench` subcommand on `app`, parsing into `options`.
