@@ -1,0 +1,19 @@
+// tools/fanin/bench_more.h: the other modes of `fanin bench`:
+//   --mode queue      single-row requests from N producer threads through an
+//                     Engine (BatchQueue + workers), the way services use it;
+//   --model minilm    the BERT encoder (all-MiniLM-L6-v2 shape) at fixed
+//                     batch x sequence sizes, inputs already on the device,
+//                     plus one-sentence latency with tokenization.
+// Each returns a JSON document (see the "notes" field of each).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "bench.h"
+
+namespace fanin::cli {
+
+nlohmann::json run_queue_bench(const BenchOptions& options);
+nlohmann::json run_minilm_bench(const BenchOptions& options);
+
+}  // namespace fanin::cli
