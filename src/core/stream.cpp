@@ -14,6 +14,9 @@
 // threads encoding into one Metal command buffer into an error.
 #include "fanin/stream.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "backends/backend.h"
 #include "core/check.h"
 #include "fanin/allocator.h"
@@ -21,6 +24,10 @@
 #include "fanin/event.h"
 
 namespace fanin {
+
+class CommandBuffer;
+void flush_this_threads_encoders();
+
 namespace {
 
 std::atomic<uint32_t> g_next_stream_id{1};
@@ -31,7 +38,18 @@ uint64_t this_thread_token() noexcept {
   return token;
 }
 
+// Note [Flush before a host wait]: the command buffers whose outermost
+// encoder this thread holds. Work encoded there is not submitted until the
+// encoder ends, so a host wait by the same thread (Stream::synchronize,
+// Event::synchronize) submits it first; otherwise the thread would wait for
+// work only it can submit.
+thread_local std::vector<CommandBuffer*> t_open_buffers;
+
 }  // namespace
+
+void flush_this_threads_encoders() {
+  for (CommandBuffer* cb : t_open_buffers) cb->stream().impl().end_encoding();
+}
 
 // ---- Encoder ----
 
@@ -81,6 +99,7 @@ Encoder CommandBuffer::begin_encoding() {
     expected = 0;
   }
   depth_ = 1;
+  t_open_buffers.push_back(this);
   return Encoder(this);
 }
 
@@ -94,6 +113,7 @@ Encoder CommandBuffer::try_begin_encoding() {
   if (owner_.compare_exchange_strong(expected, me, std::memory_order_acquire,
                                      std::memory_order_relaxed)) {
     depth_ = 1;
+    t_open_buffers.push_back(this);
     return Encoder(this);
   }
   return Encoder();
@@ -111,6 +131,8 @@ void CommandBuffer::end_one() noexcept {
   FANIN_ASSERT(owner_.load(std::memory_order_relaxed) == this_thread_token(),
                "encoder ended by a thread that does not own it (stream ", stream_->id(), ")");
   if (--depth_ > 0) return;
+  auto it = std::find(t_open_buffers.begin(), t_open_buffers.end(), this);
+  if (it != t_open_buffers.end()) t_open_buffers.erase(it);
   stream_->impl().end_encoding();
   commits_.fetch_add(1, std::memory_order_relaxed);
   owner_.store(0, std::memory_order_release);
@@ -139,7 +161,7 @@ Stream::~Stream() {
 }
 
 void Stream::synchronize() {
-  if (cb_.encoding_on_this_thread()) impl_->end_encoding();
+  flush_this_threads_encoders();
   impl_->synchronize();
 }
 
@@ -166,7 +188,10 @@ void Event::record(Stream& stream) {
   impl_->record(stream.impl());
 }
 
-void Event::synchronize() const { impl_->synchronize(); }
+void Event::synchronize() const {
+  flush_this_threads_encoders();
+  impl_->synchronize();
+}
 
 bool Event::query() const { return impl_->query(); }
 

@@ -66,7 +66,9 @@ TEST_F(Safetensors, WriteThenOpenRoundTrips) {
     EXPECT_EQ(v.dtype, t.dtype) << t.name;
     EXPECT_EQ(v.shape, t.shape) << t.name;
     ASSERT_EQ(v.bytes, t.data.size()) << t.name;
-    if (v.bytes > 0) EXPECT_EQ(std::memcmp(v.data, t.data.data(), v.bytes), 0) << t.name;
+    if (v.bytes > 0) {
+      EXPECT_EQ(std::memcmp(v.data, t.data.data(), v.bytes), 0) << t.name;
+    }
   }
   EXPECT_TRUE(throws_error([&] { f->at("nope"); }, ErrorCode::kInvalidArgument,
                            {path_, "no tensor 'nope'"}));
