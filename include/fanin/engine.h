@@ -16,8 +16,10 @@
 //   a cancelled one is dropped before batching, skipped before launch, or its
 //   result discarded after, and resolves with Cancelled.
 // - drain() finishes what was accepted; cancel() fails it with Cancelled;
-//   the destructor drains. Callbacks run on a worker thread and must not
-//   block for long or call drain()/cancel()/the destructor.
+//   the destructor drains. Callbacks run on a worker thread, or on the
+//   thread calling cancel() / a drain() that timed out (for the requests
+//   those cancel); they must not block for long or call drain()/cancel()/the
+//   destructor.
 #pragma once
 
 #include <atomic>
@@ -130,8 +132,9 @@ class Engine {
   // One request: `input` holds numel(model.input_shape()) values. See the
   // header contract for what throws and what resolves the future.
   std::future<Response> submit(std::vector<float> input, const RequestOptions& options = {});
-  // As submit, resolving through `done`, called exactly once on a worker
-  // thread; rejections throw here instead and never call `done`.
+  // As submit, resolving through `done`, called exactly once (on a worker
+  // thread, or on the thread that cancels); rejections throw here instead
+  // and never call `done`.
   void submit(std::vector<float> input, const RequestOptions& options, Callback done);
 
   // Stops accepting; waits up to `timeout` for accepted requests to finish;

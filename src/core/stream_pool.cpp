@@ -43,9 +43,12 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       streams_.push_back(std::make_unique<Stream>(device, options.stream));
   }
 
-  int try_take() noexcept {
+  // `order` is the order of the first load of each word: relaxed on the
+  // fast path; seq_cst on the waiter's re-scan, which must not be ordered
+  // before its waiters_ increment (Note [Stream leases]).
+  int try_take(std::memory_order order = std::memory_order_relaxed) noexcept {
     for (size_t w = 0; w < words_.size(); ++w) {
-      uint64_t bits = words_[w].load(std::memory_order_relaxed);
+      uint64_t bits = words_[w].load(order);
       while (bits != ~uint64_t{0}) {
         int bit = std::countr_one(bits);
         uint64_t want = bits | (uint64_t{1} << bit);
@@ -105,9 +108,9 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     int slot = -1;
     {
       std::unique_lock<std::mutex> lock(wait_mu_);
-      while ((slot = try_take()) < 0) {
+      while ((slot = try_take(std::memory_order_seq_cst)) < 0) {
         if (wait_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-          slot = try_take();
+          slot = try_take(std::memory_order_seq_cst);
           break;
         }
       }
