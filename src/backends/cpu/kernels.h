@@ -3,11 +3,33 @@
 // over cores. f16/bf16 inputs are computed in f32 and rounded on store.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "backends/backend.h"
 
 namespace fanin::backend::cpu {
+
+// Element i of `p` (of dtype `t`) as f32.
+inline float load(const void* p, int64_t i, DType t) {
+  switch (t) {
+    case DType::kF32: return static_cast<const float*>(p)[i];
+    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kI32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
+  }
+  return 0.0f;
+}
+
+// Stores `v` as element i of `p` (of dtype `t`), rounding to nearest even.
+inline void store(void* p, int64_t i, DType t, float v) {
+  switch (t) {
+    case DType::kF32: static_cast<float*>(p)[i] = v; break;
+    case DType::kF16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); break;
+    case DType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
+    case DType::kI32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(std::lrint(v)); break;
+  }
+}
 
 void linear(const LinearArgs& a);
 void layernorm(const LayerNormArgs& a);

@@ -11,25 +11,6 @@
 namespace fanin::backend::cpu {
 namespace {
 
-float ld(const void* p, int64_t i, DType t) {
-  switch (t) {
-    case DType::kF32: return static_cast<const float*>(p)[i];
-    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kI32: return static_cast<float>(static_cast<const int32_t*>(p)[i]);
-  }
-  return 0.0f;
-}
-
-void st(void* p, int64_t i, DType t, float v) {
-  switch (t) {
-    case DType::kF32: static_cast<float*>(p)[i] = v; break;
-    case DType::kF16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); break;
-    case DType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
-    case DType::kI32: static_cast<int32_t*>(p)[i] = static_cast<int32_t>(std::lrint(v)); break;
-  }
-}
-
 int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return std::min(std::max(v, lo), hi); }
 
 }  // namespace
@@ -42,9 +23,9 @@ void embedding(const EmbeddingArgs& a) {
       const int64_t id = clamp(a.ids[row], 0, a.vocab - 1);
       const int64_t tt = a.types ? clamp(a.types[row], 0, a.type_vocab - 1) : 0;
       for (int64_t c = 0; c < h; ++c) {
-        const float v = ld(a.word, id * h + c, a.dtype) + ld(a.pos, s * h + c, a.dtype) +
-                        ld(a.type, tt * h + c, a.dtype);
-        st(a.out, row * h + c, a.dtype, v);
+        const float v = load(a.word, id * h + c, a.dtype) + load(a.pos, s * h + c, a.dtype) +
+                        load(a.type, tt * h + c, a.dtype);
+        store(a.out, row * h + c, a.dtype, v);
       }
     }
   }
@@ -60,9 +41,9 @@ void attention(const AttentionArgs& a) {
     const int64_t base = b * S * 3 * HD;
     for (int64_t s = 0; s < S; ++s)
       for (int64_t j = 0; j < HD; ++j) {
-        q[s * HD + j] = ld(a.qkv, base + s * 3 * HD + j, a.dtype);
-        k[s * HD + j] = ld(a.qkv, base + s * 3 * HD + HD + j, a.dtype);
-        v[s * HD + j] = ld(a.qkv, base + s * 3 * HD + 2 * HD + j, a.dtype);
+        q[s * HD + j] = load(a.qkv, base + s * 3 * HD + j, a.dtype);
+        k[s * HD + j] = load(a.qkv, base + s * 3 * HD + HD + j, a.dtype);
+        v[s * HD + j] = load(a.qkv, base + s * 3 * HD + 2 * HD + j, a.dtype);
       }
     std::fill(o.begin(), o.end(), 0.0f);
     if (len > 0) {
@@ -90,7 +71,7 @@ void attention(const AttentionArgs& a) {
                     o.data() + h * D, static_cast<int>(HD));
       }
     }
-    for (int64_t i = 0; i < S * HD; ++i) st(a.out, b * S * HD + i, a.dtype, o[i]);
+    for (int64_t i = 0; i < S * HD; ++i) store(a.out, b * S * HD + i, a.dtype, o[i]);
   }
 }
 
@@ -100,7 +81,7 @@ void mean_pool(const MeanPoolArgs& a) {
     const int64_t len = clamp(a.lengths[b], 0, a.seq);
     std::vector<double> acc(static_cast<size_t>(H), 0.0);
     for (int64_t s = 0; s < len; ++s)
-      for (int64_t c = 0; c < H; ++c) acc[c] += ld(a.x, (b * a.seq + s) * H + c, a.dtype);
+      for (int64_t c = 0; c < H; ++c) acc[c] += load(a.x, (b * a.seq + s) * H + c, a.dtype);
     const double inv_len = len > 0 ? 1.0 / static_cast<double>(len) : 0.0;
     double norm = 0.0;
     for (int64_t c = 0; c < H; ++c) {
