@@ -21,113 +21,17 @@
 #include <tuple>
 #include <vector>
 
+#include "conformance.h"
 #include "fanin/fanin.h"
 
 namespace fanin {
 namespace {
 
-using Ref = std::vector<double>;
+using namespace conformance;
 
-}  // namespace
-
-// Names the dtype in test parameters ("f16", not "4-byte object <01-00 00-00>").
-void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
-
-namespace {
-
-double tolerance(DType dt) {
-  switch (dt) {
-    case DType::kF32: return 1e-5;
-    case DType::kF16: return 1e-2;
-    case DType::kBF16: return 2e-2;
-    case DType::kI32: return 0;
-  }
-  return 0;
-}
-
-float round_to(DType dt, float v) {
-  if (dt == DType::kF16) return f16_to_f32(f32_to_f16(v));
-  if (dt == DType::kBF16) return bf16_to_f32(f32_to_bf16(v));
-  return v;
-}
-
-std::vector<float> random_rounded(size_t n, uint32_t seed, DType dt, float lo = -2.0f,
-                                  float hi = 2.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = round_to(dt, dist(rng));
-  return v;
-}
+using OpsConformance = ConformanceTest;
 
 double gelu_ref(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
-
-using Param = std::tuple<std::string, DType>;
-
-class OpsConformance : public ::testing::TestWithParam<Param> {
- protected:
-  void SetUp() override {
-    backend_ = std::get<0>(GetParam());
-    dtype_ = std::get<1>(GetParam());
-    if (!Device::is_available(backend_)) {
-      if (backend_.rfind("cuda", 0) == 0) {
-        GTEST_SKIP() << "no CUDA device: cuda conformance runs on the GPU machine";
-      }
-      GTEST_SKIP() << "device " << backend_ << " is not available";
-    }
-    device_ = &Device::get(backend_);
-    stream_ = std::make_unique<Stream>(*device_);
-    tol_ = tolerance(dtype_);
-  }
-
-  Stream& s() { return *stream_; }
-
-  // A tensor of dtype_ holding `v` (already rounded to dtype_).
-  Tensor make(const std::vector<float>& v, const Shape& shape) {
-    if (dtype_ == DType::kF32) return Tensor::from_vector(v, shape, s());
-    std::vector<uint16_t> h(v.size());
-    for (size_t i = 0; i < v.size(); ++i)
-      h[i] = dtype_ == DType::kF16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-    return Tensor::from_host(h.data(), h.size() * 2, shape, dtype_, s());
-  }
-
-  // Compares `out` (of dtype `want_dtype`) with `ref`.
-  void expect_close(const Tensor& out, const Ref& ref, const std::string& what,
-                    DType want_dtype) {
-    SCOPED_TRACE(what + " on " + backend_ + " in " + to_string(dtype_));
-    ASSERT_EQ(out.dtype(), want_dtype);
-    ASSERT_EQ(&out.device(), device_);
-    const std::vector<float> got = out.to_vector(s());
-    ASSERT_EQ(got.size(), ref.size());
-    double ss_ref = 0, ss_err = 0, max_err = 0, max_ref = 0;
-    size_t worst = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(got[i])) << "element " << i << " is " << got[i];
-      const double e = std::fabs(got[i] - ref[i]);
-      ss_ref += ref[i] * ref[i];
-      ss_err += e * e;
-      max_ref = std::max(max_ref, std::fabs(ref[i]));
-      if (e > max_err) {
-        max_err = e;
-        worst = i;
-      }
-    }
-    const double rel = ss_ref > 0 ? std::sqrt(ss_err / ss_ref) : std::sqrt(ss_err);
-    EXPECT_LE(rel, tol_) << "||out - ref|| / ||ref|| = " << rel;
-    EXPECT_LE(max_err, tol_ * std::max(max_ref, 1e-30))
-        << "max abs error " << max_err << " at " << worst << " (got " << got[worst]
-        << ", ref " << ref[worst] << "), max |ref| " << max_ref;
-  }
-  void expect_close(const Tensor& out, const Ref& ref, const std::string& what) {
-    expect_close(out, ref, what, dtype_);
-  }
-
-  std::string backend_;
-  DType dtype_ = DType::kF32;
-  Device* device_ = nullptr;
-  std::unique_ptr<Stream> stream_;
-  double tol_ = 0;
-};
 
 Ref linear_ref(const std::vector<float>& x, const std::vector<float>& w,
                const std::vector<float>* b, int64_t m, int64_t n, int64_t k, Activation act) {
@@ -308,19 +212,8 @@ TEST_P(OpsConformance, MlpForwardMatchesLayerByLayer) {
   tol_ = saved;
 }
 
-std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  std::string b = std::get<0>(info.param);
-  for (char& ch : b)
-    if (ch == ':') ch = '_';
-  return b + "_" + to_string(std::get<1>(info.param));
-}
 
-INSTANTIATE_TEST_SUITE_P(AllBackends, OpsConformance,
-                         ::testing::Combine(::testing::Values(std::string("cpu"),
-                                                              std::string("cuda:0")),
-                                            ::testing::Values(DType::kF32, DType::kF16,
-                                                              DType::kBF16)),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(AllBackends, OpsConformance, all_backends_and_dtypes(), param_name);
 
 }  // namespace
 }  // namespace fanin
