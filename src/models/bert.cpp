@@ -10,6 +10,7 @@
 #include "fanin/device.h"
 #include "fanin/ops.h"
 #include "fanin/stream.h"
+#include "models/random.h"
 #include "models/safetensors.h"
 
 namespace fanin {
@@ -170,19 +171,14 @@ std::shared_ptr<Bert> Bert::random(const BertConfig& config, uint64_t seed, Devi
                                    DType dtype) {
   check_dtype(dtype, "Bert::random");
   config.validate("Bert::random");
-  uint64_t state = seed;
-  auto next = [&] {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
+  models::SplitMix rng{seed};
+
   StreamLease lease = device.stream_pool().acquire();
   Source get = [&](const std::string& name, const Shape& shape) {
     std::vector<float> v(static_cast<size_t>(checked_numel(shape, "Bert::random")));
     const bool ln_gain = name.find("LayerNorm.weight") != std::string::npos;
     for (float& x : v) {
-      const float u = static_cast<float>(static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0);
+      const float u = rng.uniform();
       x = ln_gain ? 1.0f + 0.1f * u : 0.05f * u;
     }
     return v;

@@ -5,23 +5,13 @@
 #include "fanin/device.h"
 #include "fanin/model.h"
 #include "fanin/stream.h"
+#include "models/random.h"
 #include "models/safetensors.h"
 
 namespace fanin {
 namespace {
 
-// splitmix64: a portable, seedable generator (same numbers everywhere).
-struct SplitMix {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [-1, 1).
-  float uniform() { return static_cast<float>(static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0); }
-};
+using models::SplitMix;
 
 void check_config(const MlpConfig& c, const char* op) {
   FANIN_CHECK(c.dims.size() >= 2, kInvalidArgument, "[", op,
