@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -38,6 +39,7 @@ namespace fanin {
 
 class Device;
 class Model;
+class SentenceEncoder;
 
 using Clock = std::chrono::steady_clock;
 
@@ -61,7 +63,7 @@ struct RequestOptions {
   // Optional cancellation token.
   std::shared_ptr<const CancelToken> cancel;
   // Work units of this request for the token budget (e.g. its tokens);
-  // 0 means 1.
+  // 0 means 1 for submit() and the request's token count for submit_text().
   int64_t cost = 0;
 };
 
@@ -124,6 +126,15 @@ class Engine {
   // Starts options.workers workers on the model's device, each leasing a
   // stream from the device's pool. Throws InvalidArgument for bad options.
   Engine(std::shared_ptr<const Model> model, EngineOptions options = {});
+  // A sentence encoder behind the queue: requests are texts (submit_text),
+  // results their embeddings (Response::output = dim() floats, shape {dim()},
+  // L2-normalised). A batch's rows are padded to its longest, so the shapes
+  // vary from batch to batch: use_graphs or preferred_batch_sizes throw
+  // InvalidArgument here. Set max_tokens_per_batch to bound a batch's tokens.
+  Engine(std::shared_ptr<const SentenceEncoder> encoder, EngineOptions options = {});
+  // Engine(nullptr, ...) is unambiguous: it throws InvalidArgument ("model is null").
+  Engine(std::nullptr_t, EngineOptions options = {})
+      : Engine(std::shared_ptr<const Model>{}, std::move(options)) {}
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
   // Drains: every accepted request resolves first.
@@ -136,6 +147,15 @@ class Engine {
   // thread, or on the thread that cancels); rejections throw here instead
   // and never call `done`.
   void submit(std::vector<float> input, const RequestOptions& options, Callback done);
+
+  // Sentence-encoder engines: one text. It is tokenized on the calling
+  // thread; invalid UTF-8 throws InvalidArgument here and nothing is
+  // accepted. The request's cost is its token count ([CLS] and [SEP]
+  // included, after truncation to the encoder's max_length) unless
+  // options.cost is set. Otherwise as submit(). submit() on a text engine,
+  // and submit_text() on a model engine, throw InvalidArgument.
+  std::future<Response> submit_text(std::string text, const RequestOptions& options = {});
+  void submit_text(std::string text, const RequestOptions& options, Callback done);
 
   // Stops accepting; waits up to `timeout` for accepted requests to finish;
   // those still unfinished then are cancelled. Returns true if all finished

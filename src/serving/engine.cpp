@@ -13,6 +13,18 @@
 // (found by verify/batch_queue.pml). Outcomes are counted in the metrics
 // before the request is resolved, so a caller holding a resolved future sees
 // it counted.
+//
+// Note [Engine payloads]
+// An Engine serves either a Model (requests carry numel(input_shape) floats)
+// or a SentenceEncoder (requests carry token ids, tokenized on the
+// submitting thread; cost = tokens, so max_tokens_per_batch bounds a batch).
+// Everything but the batch's launch is shared: admission, the queue, the
+// worker loop, the launch-time checks, metrics and result splitting.
+// launch_tensor / launch_text fill the batch input, run the forward and copy
+// the [n or p, out_numel_] output rows (out_dtype_) into Worker::out_bytes.
+// Text batches are padded to their longest row with the tokenizer's pad id;
+// they have variable shapes, so use_graphs and preferred_batch_sizes are
+// rejected at construction.
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -24,9 +36,11 @@
 #include "fanin/device.h"
 #include "fanin/graph.h"
 #include "fanin/model.h"
+#include "fanin/sentence_encoder.h"
 #include "fanin/stream.h"
 #include "serving/batch_queue.h"
 #include "serving/metrics.h"
+#include "text/wordpiece.h"
 
 namespace fanin::serving {
 namespace {
@@ -36,7 +50,8 @@ double micros(Clock::duration d) {
 }
 
 struct EngineRequest final : Request {
-  std::vector<float> input;
+  std::vector<float> input;    // Model engines
+  std::vector<int32_t> tokens; // SentenceEncoder engines: [CLS] ... [SEP]
   std::promise<Response> promise;
   Engine::Callback callback;
 
@@ -107,12 +122,24 @@ void read_row(const uint8_t* src, int64_t n, DType dtype, float* dst) {
 
 class EngineImpl {
  public:
-  EngineImpl(std::shared_ptr<const Model> model, EngineOptions options)
-      : model_(std::move(model)), options_(std::move(options)), queue_(make_config()) {
-    in_numel_ = checked_numel(model_->input_shape(), "Engine");
-    out_numel_ = checked_numel(model_->output_shape(), "Engine");
+  EngineImpl(std::shared_ptr<const Model> model, std::shared_ptr<const SentenceEncoder> encoder,
+             EngineOptions options)
+      : model_(std::move(model)),
+        encoder_(std::move(encoder)),
+        options_(std::move(options)),
+        queue_(make_config()) {
+    if (model_) {
+      in_numel_ = checked_numel(model_->input_shape(), "Engine");
+      out_numel_ = checked_numel(model_->output_shape(), "Engine");
+      out_shape_ = model_->output_shape();
+      out_dtype_ = model_->dtype();
+    } else {
+      out_numel_ = encoder_->dim();
+      out_shape_ = {out_numel_};
+      out_dtype_ = DType::kF32;
+    }
     metrics_ = empty_metrics(options_.max_batch_size, options_.workers);
-    Device& device = model_->device();
+    Device& device = model_ ? model_->device() : encoder_->model().device();
     workers_.resize(static_cast<size_t>(options_.workers));
     for (int w = 0; w < options_.workers; ++w) {
       workers_[w].lease = device.stream_pool().acquire_for(options_.lease_timeout);
@@ -134,26 +161,54 @@ class EngineImpl {
 
   void submit(std::vector<float> input, const RequestOptions& opt, Engine::Callback cb,
               std::future<Response>* future) {
-    auto fail_invalid = [&](auto&&... parts) {
-      {
-        std::lock_guard<std::mutex> lock(metrics_mu_);
-        ++metrics_.rejected_invalid;
-      }
-      FANIN_THROW(kInvalidArgument, parts...);
-    };
+    if (!model_)
+      fail_invalid("[Engine::submit] this engine serves a sentence encoder: use submit_text");
     if (static_cast<int64_t>(input.size()) != in_numel_) {
       fail_invalid("[Engine::submit] input has ", input.size(), " values, model ", model_->name(),
                    " expects ", in_numel_, " (shape ", to_string(model_->input_shape()), ")");
     }
-    if (opt.priority < 0 || opt.priority >= options_.priority_levels) {
-      fail_invalid("[Engine::submit] priority ", opt.priority, " outside 0..",
-                   options_.priority_levels - 1);
-    }
-    if (opt.cost < 0) fail_invalid("[Engine::submit] cost must be >= 0, got ", opt.cost);
+    check_options(opt, "[Engine::submit]");
     auto req = std::make_unique<EngineRequest>();
     req->input = std::move(input);
-    req->priority = opt.priority;
     req->cost = opt.cost > 0 ? opt.cost : 1;
+    enqueue(std::move(req), opt, std::move(cb), future);
+  }
+
+  void submit_text(std::string_view text, const RequestOptions& opt, Engine::Callback cb,
+                   std::future<Response>* future) {
+    if (!encoder_) fail_invalid("[Engine::submit_text] this engine serves a model, not text");
+    check_options(opt, "[Engine::submit_text]");
+    auto req = std::make_unique<EngineRequest>();
+    try {
+      req->tokens = encoder_->tokenize(text);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kInvalidArgument) throw;
+      fail_invalid("[Engine::submit_text] ", e.message());
+    }
+    req->cost = opt.cost > 0 ? opt.cost : static_cast<int64_t>(req->tokens.size());
+    enqueue(std::move(req), opt, std::move(cb), future);
+  }
+
+ private:
+  template <typename... Parts>
+  [[noreturn]] void fail_invalid(Parts&&... parts) {
+    {
+      std::lock_guard<std::mutex> lock(metrics_mu_);
+      ++metrics_.rejected_invalid;
+    }
+    FANIN_THROW(kInvalidArgument, std::forward<Parts>(parts)...);
+  }
+
+  void check_options(const RequestOptions& opt, const char* op) {
+    if (opt.priority < 0 || opt.priority >= options_.priority_levels) {
+      fail_invalid(op, " priority ", opt.priority, " outside 0..", options_.priority_levels - 1);
+    }
+    if (opt.cost < 0) fail_invalid(op, " cost must be >= 0, got ", opt.cost);
+  }
+
+  void enqueue(std::unique_ptr<EngineRequest> req, const RequestOptions& opt, Engine::Callback cb,
+               std::future<Response>* future) {
+    req->priority = opt.priority;
     req->cancel = opt.cancel;
     req->enqueued = Clock::now();
     if (opt.deadline != Clock::time_point::max()) {
@@ -178,6 +233,7 @@ class EngineImpl {
     }
   }
 
+ public:
   bool drain(std::chrono::milliseconds timeout) {
     queue_.close();
     bool in_time;
@@ -229,8 +285,8 @@ class EngineImpl {
   struct Worker {
     StreamLease lease;
     std::thread thread;
-    std::vector<float> in_f32, out_f32;
     std::vector<uint8_t> in_bytes, out_bytes;
+    std::vector<int32_t> ids, lengths;  // text batches
     std::map<int, GraphEntry> graphs;  // padded batch size -> captured forward
   };
 
@@ -256,7 +312,13 @@ class EngineImpl {
                   o.max_batch_size, "), got ", p, " after ", prev);
       prev = p;
     }
-    FANIN_CHECK(model_ != nullptr, kInvalidArgument, "[Engine] model is null");
+    FANIN_CHECK(model_ != nullptr || encoder_ != nullptr, kInvalidArgument,
+                "[Engine] model is null");
+    if (encoder_) {
+      FANIN_CHECK(!o.use_graphs && o.preferred_batch_sizes.empty(), kInvalidArgument,
+                  "[Engine] a sentence encoder's batches have variable shapes: use_graphs and "
+                  "preferred_batch_sizes are not supported with text");
+    }
     QueueConfig c;
     c.max_batch_size = o.max_batch_size;
     c.max_queue_delay = o.max_queue_delay;
@@ -366,35 +428,11 @@ class EngineImpl {
     }
     if (run.empty()) return;
     const int n = static_cast<int>(run.size());
-    const int p = padded(n);
-    const DType dtype = model_->dtype();
-    const size_t esize = dtype_size(dtype);
-    wk.in_bytes.assign(static_cast<size_t>(p * in_numel_) * esize, 0);
-    wk.out_bytes.resize(static_cast<size_t>(p * out_numel_) * esize);
-    for (int i = 0; i < n; ++i)
-      write_row(static_cast<EngineRequest*>(run[i])->input.data(), in_numel_, dtype,
-                wk.in_bytes.data() + static_cast<size_t>(i * in_numel_) * esize);
-
-    Shape in_shape{p};
-    for (int64_t d : model_->input_shape()) in_shape.push_back(d);
+    const size_t esize = dtype_size(out_dtype_);
     try {
       Stream& s = wk.lease.stream();
-      {
-        Encoder enc = s.command_buffer().begin_encoding();
-        if (options_.use_graphs) {
-          GraphEntry& g = graph_for(wk, p, in_shape, s);
-          g.x.copy_from_host(wk.in_bytes.data(), wk.in_bytes.size(), s);
-          g.graph->launch(s);
-          g.y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
-        } else {
-          Tensor x = Tensor::from_host(wk.in_bytes.data(), wk.in_bytes.size(), in_shape, dtype, s);
-          Tensor y = model_->forward(x, s);
-          FANIN_CHECK(y.nbytes() == wk.out_bytes.size(), kInvalidArgument, "[Engine] model ",
-                      model_->name(), " returned ", y.nbytes(), " bytes for a batch of ", p,
-                      ", expected ", wk.out_bytes.size());
-          y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
-        }
-      }
+      if (model_) launch_tensor(wk, run, s);
+      else launch_text(wk, run, s);
       s.synchronize();
     } catch (const Error& e) {
       fail_batch(run, e,
@@ -434,13 +472,69 @@ class EngineImpl {
       Response resp;
       resp.output.resize(static_cast<size_t>(out_numel_));
       read_row(wk.out_bytes.data() + static_cast<size_t>(i * out_numel_) * esize, out_numel_,
-               dtype, resp.output.data());
-      resp.shape = model_->output_shape();
+               out_dtype_, resp.output.data());
+      resp.shape = out_shape_;
       resp.queue_us = queue_us[i];
       resp.compute_us = compute_us;
       resp.batch_size = n;
       r->succeed(std::move(resp));
     }
+  }
+
+  // Note [Engine payloads]: a Model's batch, padded to padded(n) rows.
+  void launch_tensor(Worker& wk, const std::vector<Request*>& run, Stream& s) {
+    const int n = static_cast<int>(run.size());
+    const int p = padded(n);
+    const DType dtype = model_->dtype();
+    const size_t esize = dtype_size(dtype);
+    wk.in_bytes.assign(static_cast<size_t>(p * in_numel_) * esize, 0);
+    wk.out_bytes.resize(static_cast<size_t>(p * out_numel_) * esize);
+    for (int i = 0; i < n; ++i)
+      write_row(static_cast<EngineRequest*>(run[i])->input.data(), in_numel_, dtype,
+                wk.in_bytes.data() + static_cast<size_t>(i * in_numel_) * esize);
+    Shape in_shape{p};
+    for (int64_t d : model_->input_shape()) in_shape.push_back(d);
+    Encoder enc = s.command_buffer().begin_encoding();
+    if (options_.use_graphs) {
+      GraphEntry& g = graph_for(wk, p, in_shape, s);
+      g.x.copy_from_host(wk.in_bytes.data(), wk.in_bytes.size(), s);
+      g.graph->launch(s);
+      g.y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
+    } else {
+      Tensor x = Tensor::from_host(wk.in_bytes.data(), wk.in_bytes.size(), in_shape, dtype, s);
+      Tensor y = model_->forward(x, s);
+      FANIN_CHECK(y.nbytes() == wk.out_bytes.size(), kInvalidArgument, "[Engine] model ",
+                  model_->name(), " returned ", y.nbytes(), " bytes for a batch of ", p,
+                  ", expected ", wk.out_bytes.size());
+      y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
+    }
+  }
+
+  // Note [Engine payloads]: token rows padded to the longest, [n, S] i32 ids
+  // + [n] lengths -> [n, hidden] f32.
+  void launch_text(Worker& wk, const std::vector<Request*>& run, Stream& s) {
+    const int64_t n = static_cast<int64_t>(run.size());
+    int64_t seq = 1;
+    for (Request* r : run)
+      seq = std::max(seq, static_cast<int64_t>(static_cast<EngineRequest*>(r)->tokens.size()));
+    wk.ids.assign(static_cast<size_t>(n * seq), encoder_->tokenizer().pad_id());
+    wk.lengths.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<int32_t>& t = static_cast<EngineRequest*>(run[i])->tokens;
+      std::copy(t.begin(), t.end(), wk.ids.begin() + i * seq);
+      wk.lengths[static_cast<size_t>(i)] = static_cast<int32_t>(t.size());
+    }
+    wk.out_bytes.resize(static_cast<size_t>(n * out_numel_) * 4);
+    Encoder enc = s.command_buffer().begin_encoding();
+    Tensor ids = Tensor::from_host(wk.ids.data(), wk.ids.size() * 4, {n, seq}, DType::kI32, s);
+    Tensor lengths =
+        Tensor::from_host(wk.lengths.data(), wk.lengths.size() * 4, {n}, DType::kI32, s);
+    Tensor y = encoder_->model().forward(ids, lengths, s);
+    FANIN_CHECK(y.nbytes() == wk.out_bytes.size() && y.dtype() == DType::kF32, kInvalidArgument,
+                "[Engine] the sentence encoder returned ", y.nbytes(), " bytes (",
+                to_string(y.dtype()), ") for a batch of ", n, ", expected ",
+                wk.out_bytes.size(), " (f32)");
+    y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
   }
 
   void record_batch(int w, int n, int completed, double compute_us,
@@ -478,10 +572,13 @@ class EngineImpl {
     return true;
   }
 
-  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Model> model_;              // exactly one of model_, encoder_
+  std::shared_ptr<const SentenceEncoder> encoder_;  // (Note [Engine payloads])
   const EngineOptions options_;
   BatchQueue queue_;
   int64_t in_numel_ = 0, out_numel_ = 0;
+  Shape out_shape_;
+  DType out_dtype_ = DType::kF32;
   std::vector<Worker> workers_;  // sized at construction; each touched by its own thread
   std::atomic<bool> cancelling_{false};
   std::atomic<uint64_t> submitted_{0};
@@ -501,7 +598,13 @@ class EngineImpl {
 namespace fanin {
 
 Engine::Engine(std::shared_ptr<const Model> model, EngineOptions options)
-    : impl_(std::make_unique<serving::EngineImpl>(std::move(model), std::move(options))) {}
+    : impl_(std::make_unique<serving::EngineImpl>(std::move(model), nullptr,
+                                                  std::move(options))) {}
+
+Engine::Engine(std::shared_ptr<const SentenceEncoder> encoder, EngineOptions options) {
+  FANIN_CHECK(encoder != nullptr, kInvalidArgument, "[Engine] sentence encoder is null");
+  impl_ = std::make_unique<serving::EngineImpl>(nullptr, std::move(encoder), std::move(options));
+}
 
 Engine::~Engine() = default;
 
@@ -514,6 +617,17 @@ std::future<Response> Engine::submit(std::vector<float> input, const RequestOpti
 void Engine::submit(std::vector<float> input, const RequestOptions& options, Callback done) {
   FANIN_CHECK(static_cast<bool>(done), kInvalidArgument, "[Engine::submit] callback is empty");
   impl_->submit(std::move(input), options, std::move(done), nullptr);
+}
+
+std::future<Response> Engine::submit_text(std::string text, const RequestOptions& options) {
+  std::future<Response> f;
+  impl_->submit_text(text, options, nullptr, &f);
+  return f;
+}
+
+void Engine::submit_text(std::string text, const RequestOptions& options, Callback done) {
+  FANIN_CHECK(static_cast<bool>(done), kInvalidArgument, "[Engine::submit_text] callback is empty");
+  impl_->submit_text(text, options, std::move(done), nullptr);
 }
 
 bool Engine::drain(std::chrono::milliseconds timeout) { return impl_->drain(timeout); }
