@@ -63,6 +63,9 @@ DType validate(const BenchOptions& o) {
     if (o.workers < 1 || o.workers > 64) throw UsageError("--workers must be in 1..64");
     if (o.max_batch < 1) throw UsageError("--max-batch must be >= 1");
     if (o.max_delay_us < 0) throw UsageError("--max-delay-us must be >= 0");
+    if (o.max_tokens < 0) throw UsageError("--max-tokens must be >= 0");
+    if (o.model == "minilm" && o.model_dir.empty())
+      throw UsageError("--model minilm --mode queue needs --model-dir (the texts need the vocabulary)");
   }
   if (o.model == "minilm") {
     for (int b : o.batches)
@@ -168,6 +171,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--workers", o.workers, "queue mode: engine workers (default 1)");
   cmd->add_option("--max-batch", o.max_batch, "queue mode: max batch size (default 256)");
   cmd->add_option("--max-delay-us", o.max_delay_us, "queue mode: max queue delay (default 100)");
+  cmd->add_option("--max-tokens", o.max_tokens,
+                  "queue mode, minilm: token budget per batch (default 0: none)");
   cmd->add_option("--batches", o.batches, "minilm: batch sizes (default 1,8,32,128,512)")
       ->delimiter(',');
   cmd->add_option("--seqs", o.seqs, "minilm: sequence lengths (default 16,128)")->delimiter(',');
@@ -180,14 +185,17 @@ int run_bench(const BenchOptions& o) {
   const DType dtype = validate(o);
   const std::string started = utc_now_iso8601();
   if (o.model == "minilm" || o.mode == "queue") {
-    json j = o.model == "minilm" ? run_minilm_bench(o) : run_queue_bench(o);
+    json j;
+    if (o.model == "minilm" && o.mode == "queue") j = run_minilm_queue_bench(o);
+    else if (o.model == "minilm") j = run_minilm_bench(o);
+    else j = run_queue_bench(o);
     j["tool"] = "fanin bench";
     j["version"] = FANIN_VERSION;
     j["commit"] = FANIN_GIT_COMMIT;
     j["date"] = started;
     j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
     j["backend"] = o.backend;
-    j["mode"] = o.model == "minilm" ? "batch" : o.mode;
+    j["mode"] = o.model == "minilm" && o.mode != "queue" ? "batch" : o.mode;
     j["seconds"] = o.seconds;
     const std::string text = j.dump(2);
     std::cout << text << std::endl;

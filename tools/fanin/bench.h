@@ -7,6 +7,7 @@
 // progress goes to stderr.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,7 @@ struct BenchOptions {
   int workers = 1;
   int max_batch = 256;
   int max_delay_us = 100;
+  int64_t max_tokens = 0;   // token budget per batch (minilm queue); 0: none
   // --model minilm (bench_minilm.cpp)
   std::vector<int> batches{1, 8, 32, 128, 512};
   std::vector<int> seqs{16, 128};

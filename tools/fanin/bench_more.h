@@ -15,5 +15,8 @@ namespace fanin::cli {
 
 nlohmann::json run_queue_bench(const BenchOptions& options);
 nlohmann::json run_minilm_bench(const BenchOptions& options);
+// --model minilm --mode queue: single sentences from N producers through an
+// Engine serving the sentence encoder (bench_minilm_queue.cpp).
+nlohmann::json run_minilm_queue_bench(const BenchOptions& options);
 
 }  // namespace fanin::cli
