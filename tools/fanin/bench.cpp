@@ -65,7 +65,8 @@ DType validate(const BenchOptions& o) {
     if (o.max_delay_us < 0) throw UsageError("--max-delay-us must be >= 0");
     if (o.max_tokens < 0) throw UsageError("--max-tokens must be >= 0");
     if (o.model == "minilm" && o.model_dir.empty())
-      throw UsageError("--model minilm --mode queue needs --model-dir (the texts need the vocabulary)");
+      throw UsageError(
+          "--model minilm --mode queue needs --model-dir (the texts need the vocabulary)");
   }
   if (o.model == "minilm") {
     for (int b : o.batches)

@@ -67,7 +67,8 @@ const char* const kSentences[] = {
     "Solar panels are becoming cheaper every year.",
     "My flight was cancelled, and the airline offered a hotel voucher and a seat on the next "
     "morning's plane.",
-    "The soup needs more salt.",
+    "The soup needs more salt and a little pepper, but otherwise it is "
+    "one of the best I have tasted since we moved to this small coastal town last spring.",
     "Scientists discovered a new species of frog in the rainforests of Ecuador.",
     "Where can I find the user manual for this washing machine?",
     "The city council approved a plan to add fifty kilometres of protected bike lanes.",
@@ -78,11 +79,12 @@ const char* const kSentences[] = {
     "The mountain trail is steep but the view from the top is breathtaking.",
     "What are the symptoms of vitamin D deficiency?",
     "The library extended its opening hours for students preparing for final exams.",
-    "Fresh bread smells wonderful.",
+    "Fresh bread from the corner bakery smells wonderful.",
     "The detective followed the muddy footprints from the garden gate to the broken window.",
     "Electric cars need less maintenance than cars with combustion engines.",
     "I would like to cancel my subscription and get a refund for the unused months.",
-    "The sun sets behind the hills.",
+    "The sun sets behind the hills while farmers drive their tractors home along the narrow road, "
+    "and the last birds circle over the quiet village before night falls.",
     "After the storm, volunteers spent the whole weekend clearing fallen trees from the roads.",
 };
 constexpr size_t kNumSentences = sizeof(kSentences) / sizeof(kSentences[0]);
@@ -173,7 +175,8 @@ TextRun run_one(Engine& engine, const std::vector<int64_t>& token_counts, int pr
 
 json run_minilm_queue_bench(const BenchOptions& o) {
   if (o.model_dir.empty())
-    throw UsageError("--model minilm --mode queue needs --model-dir (the texts need the vocabulary)");
+    throw UsageError(
+        "--model minilm --mode queue needs --model-dir (the texts need the vocabulary)");
   Device& device = Device::get(o.backend);
   const DType dtype = parse_dtype(o.dtype);
   auto encoder = SentenceEncoder::load(o.model_dir, device, dtype);
