@@ -2,8 +2,10 @@
 """Puts one run's fanin bench JSON and its PyTorch peer JSON in one results
 file, with ratios taken inside that run, and an optional plot.
 Usage: merge_simple.py KIND FANIN_JSON PEER_JSON OUT_JSON [OUT_PNG]
-KIND: minilm (sentences/s by batch x seq) or queue (req/s by producers;
-the peer is torch_mlp.py eager, threads calling the model directly)."""
+KIND: minilm (sentences/s by batch x seq), queue (req/s by producers; the
+peer is torch_mlp.py eager, threads calling the model directly) or
+textqueue (sentences/s by producers through the text Engine; the peer is
+torch_minilm_threads.py, threads calling sentence-transformers)."""
 import json
 import sys
 
@@ -21,6 +23,16 @@ def main():
                 ratios.append({"batch": k[0], "seq": k[1], "fanin_sps": r["sentences_per_s"],
                                "torch_sps": pk[k]["sentences_per_s"],
                                "ratio": r["sentences_per_s"] / pk[k]["sentences_per_s"]})
+    elif kind == "textqueue":
+        pk = {r["threads"]: r for r in p["results"]}
+        for r in f["results"]:
+            n = r["producers"]
+            if n in pk:
+                ratios.append({"producers": n, "fanin_rps": r["sentences_per_s"],
+                               "torch_threads_rps": pk[n]["sentences_per_s"],
+                               "ratio": r["sentences_per_s"] / pk[n]["sentences_per_s"],
+                               "fanin_p99_us": r["p99_us"], "torch_p99_us": pk[n]["p99_us"],
+                               "mean_batch": r["mean_batch"]})
     else:
         pk = {r["threads"]: r for r in p["results"]["eager"]}
         for r in f["results"]:
@@ -51,8 +63,9 @@ def main():
             ax.plot([r["producers"] for r in ratios], [r["fanin_rps"] for r in ratios], "o-", label="fanin Engine (batch queue)")
             ax.plot([r["producers"] for r in ratios], [r["torch_threads_rps"] for r in ratios], "s--", label="PyTorch, threads call the model")
             ax.set_xlabel("producer threads")
-            ax.set_ylabel("requests / s")
-            ax.set_title("MLP batch-1 requests through the queue\n" + f["device"]["description"], fontsize=10)
+            ax.set_ylabel("sentences / s" if kind == "textqueue" else "requests / s")
+            what = "sentences" if kind == "textqueue" else "MLP batch-1 requests"
+            ax.set_title(f"{what} through the queue\n" + f["device"]["description"], fontsize=10)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
