@@ -178,7 +178,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
       ->delimiter(',');
   cmd->add_option("--seqs", o.seqs, "minilm: sequence lengths (default 16,128)")->delimiter(',');
   cmd->add_option("--model-dir", o.model_dir,
-                  "minilm: a sentence-transformers folder (batch mode: random weights when absent; queue mode: required, texts need its vocabulary)");
+                  "minilm: a sentence-transformers folder (batch mode: random weights "
+                  "when absent; queue mode: required, texts need its vocabulary)");
   return cmd;
 }
 
