@@ -26,6 +26,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "fanin/device.h"
@@ -251,9 +252,21 @@ DirectResult run_direct(const Model& model, const DirectConfig& cfg) {
   for (auto& o : outs) o.latency_us.reserve(1 << 16);
   std::vector<std::thread> threads;
   threads.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i)
-    threads.emplace_back(worker, std::cref(model), std::cref(cfg), i, std::ref(meet),
-                         std::ref(outs[static_cast<size_t>(i)]));
+  try {
+    for (int i = 0; i < n; ++i)
+      threads.emplace_back(worker, std::cref(model), std::cref(cfg), i, std::ref(meet),
+                           std::ref(outs[static_cast<size_t>(i)]));
+  } catch (const std::system_error& e) {  // the OS refused a thread: stop the others
+    {
+      std::lock_guard<std::mutex> lock(meet.mu);
+      meet.abort = true;
+      meet.cv.notify_all();
+    }
+    for (auto& t : threads) t.join();
+    throw Error(ErrorCode::kDeviceError, "[fanin bench] cannot start thread " +
+                                             std::to_string(threads.size() + 1) + " of " +
+                                             std::to_string(n) + ": " + e.what());
+  }
 
   auto first_error = [&]() -> std::exception_ptr {
     for (auto& o : outs)
