@@ -193,7 +193,7 @@ int run_bench(const BenchOptions& o) {
     else j = run_queue_bench(o);
     j["tool"] = "fanin bench";
     j["version"] = FANIN_VERSION;
-    j["commit"] = FANIN_GIT_COMMIT;
+    j["commit"] = build_commit();
     j["date"] = started;
     j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
     j["backend"] = o.backend;
@@ -264,7 +264,7 @@ int run_bench(const BenchOptions& o) {
   json j;
   j["tool"] = "fanin bench";
   j["version"] = FANIN_VERSION;
-  j["commit"] = FANIN_GIT_COMMIT;
+  j["commit"] = build_commit();
   j["date"] = started;  // when the benchmark started
   j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
   j["device"] = {{"name", device.name()}, {"description", device.description()}};

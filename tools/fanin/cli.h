@@ -28,6 +28,10 @@ class UsageError : public std::runtime_error {
 // that device is present is Device::get's question (Unavailable, exit 1).
 void check_backend_name(const std::string& backend);
 
+// The git commit of the tree this binary was built from, read at build
+// time, e.g. "e0ac6581f293" or "e0ac6581f293-dirty" (tools/fanin/commit.cmake).
+const char* build_commit() noexcept;
+
 // The current UTC time as ISO-8601, e.g. "2026-11-25T14:03:07Z".
 std::string utc_now_iso8601();
 

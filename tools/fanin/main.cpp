@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   using namespace fanin::cli;
   CLI::App app{"fanin: many threads, one device, safe and fast neural-network inference", "fanin"};
   app.set_version_flag("--version", std::string("fanin ") + FANIN_VERSION +
-                                        " (commit " + FANIN_GIT_COMMIT + ")");
+                                        " (commit " + build_commit() + ")");
   app.require_subcommand(1);
   app.footer(kFooter);
 
