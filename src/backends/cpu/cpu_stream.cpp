@@ -92,9 +92,12 @@ void CpuStream::run() {
         std::lock_guard<std::mutex> lock(mu_);
         if (!error_) error_ = std::current_exception();
       }
-      completed_.fetch_add(1, std::memory_order_seq_cst);
-      if (waiters_.load(std::memory_order_seq_cst) > 0) {
-        std::lock_guard<std::mutex> lock(done_mu_);
+      const uint64_t done = completed_.fetch_add(1, std::memory_order_seq_cst) + 1;
+      if (done >= wake_at_.load(std::memory_order_seq_cst)) {
+        {
+          std::lock_guard<std::mutex> lock(done_mu_);
+          wake_at_.store(UINT64_MAX, std::memory_order_seq_cst);
+        }
         done_cv_.notify_all();
       }
     }
@@ -105,12 +108,13 @@ void CpuStream::run() {
 void CpuStream::wait_fence(uint64_t value) noexcept {
   value = std::min(value, submitted_.load(std::memory_order_acquire));
   if (fence_done(value)) return;
-  waiters_.fetch_add(1, std::memory_order_seq_cst);
-  {
-    std::unique_lock<std::mutex> lock(done_mu_);
-    done_cv_.wait(lock, [&] { return completed_.load(std::memory_order_seq_cst) >= value; });
+  std::unique_lock<std::mutex> lock(done_mu_);
+  for (;;) {
+    if (value < wake_at_.load(std::memory_order_seq_cst))
+      wake_at_.store(value, std::memory_order_seq_cst);
+    if (completed_.load(std::memory_order_seq_cst) >= value) return;
+    done_cv_.wait(lock);
   }
-  waiters_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void CpuStream::synchronize() {

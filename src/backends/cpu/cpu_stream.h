@@ -6,8 +6,13 @@
 // pending_ without a lock; end_encoding() moves pending_ into queue_ under
 // mu_ and wakes the worker. Fences count tasks: encoded_ is bumped per
 // encoded task, completed_ by the worker after each task, so fence_done(v)
-// is completed_ >= v. Host waiters sleep on done_cv_; the worker notifies
-// only when waiters_ > 0 (seq_cst handshake as in Note [Stream leases]).
+// is completed_ >= v. Host waiters sleep on done_cv_ after lowering wake_at_
+// to the fence they need; the worker notifies only when completed_ reaches
+// wake_at_, then resets it, and waiters still short of their fence lower it
+// again. Both sides store (wake_at_ / completed_) and then load the other's
+// value, seq_cst, so either the waiter sees its fence done or the worker sees
+// the wake-up due: no lost wake-up, and one wake-up per wait instead of one
+// per task.
 #pragma once
 
 #include <atomic>
@@ -65,8 +70,9 @@ class CpuStream final : public StreamImpl {
   bool worker_idle_ = false;
   std::exception_ptr error_;  // first error raised by a task since last synchronize
 
-  std::atomic<int> waiters_{0};  // host threads inside wait_fence
-  std::mutex done_mu_;  // guards nothing but the sleep/wake handshake on done_cv_
+  // The lowest fence a sleeping host waiter needs; UINT64_MAX when none.
+  std::atomic<uint64_t> wake_at_{UINT64_MAX};
+  std::mutex done_mu_;  // guards the waiters' updates of wake_at_ and the sleep on done_cv_
   std::condition_variable done_cv_;
 
   std::thread worker_;  // last: started after every other member exists
