@@ -19,63 +19,13 @@ import time
 import torch
 from sentence_transformers import SentenceTransformer
 
-# The same sentences as tools/fanin/bench_minilm_queue.cpp (kSentences).
-SENTENCES = [
-    "A man is eating food.",
-    "The new movie is awesome and everyone should see it this weekend.",
-    "The cat sits outside on the warm stone wall.",
-    "How do I reset my password if I no longer have access to my email account?",
-    "Stock markets fell sharply on Monday after the central bank raised interest rates again.",
-    "She plays the guitar in a small band.",
-    "What is the best way to learn a new programming language quickly and without burning out?",
-    "The train to Berlin leaves at seven in the morning.",
-    "Our quarterly revenue grew by twelve percent, driven mostly by strong demand in Asia.",
-    "Please send me the report by Friday.",
-    "Researchers found that regular exercise improves memory and reduces stress in older adults.",
-    "The restaurant was closed for renovation.",
-    "Can you recommend a good book about the history of mathematics for a curious teenager?",
-    "It rained all day, so we stayed inside, played board games and cooked a big dinner.",
-    "The battery lasts about ten hours.",
-    "A woman is slicing tomatoes in a bright kitchen while listening to the radio.",
-    "Two dogs are running through a snowy field.",
-    "The committee will announce its decision after reviewing every application submitted this "
-    "year.",
-    "Why does my laptop get so hot when I watch videos?",
-    "Customer support answered my question within five minutes, which was a pleasant surprise.",
-    "The bridge was built in 1932.",
-    "Photosynthesis converts light energy into chemical energy that plants store as sugar.",
-    "I forgot my umbrella at the office again.",
-    "Heavy traffic delayed the delivery by two hours, but the package arrived undamaged.",
-    "Which vaccines are recommended before travelling to Southeast Asia for a month?",
-    "The children built a sandcastle near the water.",
-    "This update fixes a crash that happened when opening large files on older devices.",
-    "He finally finished the marathon after five hours and forty minutes.",
-    "The museum offers free entry on the first Sunday of every month.",
-    "Is it safe to eat raw cookie dough?",
-    "The orchestra rehearsed the symphony for weeks before the sold-out premiere last night.",
-    "Solar panels are becoming cheaper every year.",
-    "My flight was cancelled, and the airline offered a hotel voucher and a seat on the next "
-    "morning's plane.",
-    "The soup needs more salt and a little pepper, but otherwise it is "
-    "one of the best I have tasted since we moved to this small coastal town last spring.",
-    "Scientists discovered a new species of frog in the rainforests of Ecuador.",
-    "Where can I find the user manual for this washing machine?",
-    "The city council approved a plan to add fifty kilometres of protected bike lanes.",
-    "A boy is jumping into a swimming pool.",
-    "Learning to cook at home saved us a lot of money during the last two years.",
-    "The software engineer fixed the memory leak before the release.",
-    "Our team meeting has been moved to Thursday afternoon because of the holiday.",
-    "The mountain trail is steep but the view from the top is breathtaking.",
-    "What are the symptoms of vitamin D deficiency?",
-    "The library extended its opening hours for students preparing for final exams.",
-    "Fresh bread from the corner bakery smells wonderful.",
-    "The detective followed the muddy footprints from the garden gate to the broken window.",
-    "Electric cars need less maintenance than cars with combustion engines.",
-    "I would like to cancel my subscription and get a refund for the unused months.",
-    "The sun sets behind the hills while farmers drive their tractors home along the narrow road, "
-    "and the last birds circle over the quiet village before night falls.",
-    "After the storm, volunteers spent the whole weekend clearing fallen trees from the roads.",
-]
+# The sentences fanin's queue bench sends too (bench/data/queue_sentences.txt).
+def load_sentences(path):
+    with open(path, encoding="utf-8") as f:
+        return [line for line in f.read().split("\n") if line]
+
+
+SENTENCES = []  # filled from --sentences in main()
 
 
 def percentile(sorted_us, q):
@@ -141,11 +91,13 @@ def main():
     ap.add_argument("--model-dir", default="models/all-MiniLM-L6-v2",
                     help="a sentence-transformers folder (or a hub name)")
     ap.add_argument("--threads", default="1,8,32,256")
+    ap.add_argument("--sentences", default="bench/data/queue_sentences.txt")
     ap.add_argument("--dtype", default="f16", choices=["f32", "f16", "bf16"])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--warmup-seconds", type=float, default=1.0)
     a = ap.parse_args()
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
+    SENTENCES.extend(load_sentences(a.sentences))
     model = SentenceTransformer(a.model_dir, device="cuda")
     model = model.to(dtype).eval()
     rows = [run(model, int(n), a.warmup_seconds, a.seconds) for n in a.threads.split(",")]

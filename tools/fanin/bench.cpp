@@ -177,6 +177,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--batches", o.batches, "minilm: batch sizes (default 1,8,32,128,512)")
       ->delimiter(',');
   cmd->add_option("--seqs", o.seqs, "minilm: sequence lengths (default 16,128)")->delimiter(',');
+  cmd->add_option("--sentences", o.sentences,
+                  "minilm queue mode: the texts producers send, one per line (default "
+                  "bench/data/queue_sentences.txt)");
   cmd->add_option("--model-dir", o.model_dir,
                   "minilm: a sentence-transformers folder (batch mode: random weights "
                   "when absent; queue mode: required, texts need its vocabulary)");

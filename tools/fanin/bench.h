@@ -42,6 +42,7 @@ struct BenchOptions {
   std::vector<int> batches{1, 8, 32, 128, 512};
   std::vector<int> seqs{16, 128};
   std::string model_dir;    // a sentence-transformers folder; empty: random weights
+  std::string sentences = "bench/data/queue_sentences.txt";  // minilm queue mode
 };
 
 // Registers the `bench` subcommand on `app`, parsing into `options`.

@@ -1,0 +1,40 @@
+// tools/fanin/queue_driver.h: the producer side of `fanin bench --mode queue`
+// (MLP rows and minilm sentences alike).
+//
+// Note [Bench queue mode]
+// Each producer keeps `window` requests in flight (1 = closed loop): it
+// waits for its oldest future, records that request's latency (submit to
+// result), and submits a new one; a QueueFull rejection is retried after a
+// yield and counted. Throughput counts results inside the measured interval.
+// The mean batch size and the fill histogram come from the engine's own
+// metrics, taken as differences over the interval.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <vector>
+
+#include "bench_direct.h"
+#include "fanin/engine.h"
+
+namespace fanin::cli {
+
+struct QueueRun {
+  int producers = 0;
+  uint64_t requests = 0;      // finished inside the measured interval
+  uint64_t rejected = 0;      // QueueFull retries
+  uint64_t batches = 0;       // run inside the interval
+  double elapsed_s = 0, rate = 0, mean_batch = 0;
+  LatencySummary latency;
+  std::vector<uint64_t> fill;  // batch_fill difference over the interval
+};
+
+// submit(p, k): producer p's k-th request. measured(p, k): called on
+// producer p's thread for each of its requests that finished inside the
+// measured interval (may be empty).
+QueueRun drive_queue(Engine& engine, int producers, int window, double warmup, double seconds,
+                     const std::function<std::future<Response>(int p, uint64_t k)>& submit,
+                     const std::function<void(int p, uint64_t k)>& measured = {});
+
+}  // namespace fanin::cli
