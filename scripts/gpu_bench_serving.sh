@@ -3,14 +3,7 @@
 # the queue benchmark (fanin Engine vs PyTorch threads calling the model).
 # Carry .devcache (gpu.tgz, minilm.tgz) as for scripts/gpu_run.sh.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/log.txt") 2>&1
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-if [ "$PWD" != /work/main ]; then mkdir -p /work && ln -sfn "$PWD" /work/main; fi
-mkdir -p build models && tar xzf .devcache/gpu.tgz -C build
-tar xzf .devcache/minilm.tgz -C models && rm -rf models/all-MiniLM-L6-v2 && mv models/minilm models/all-MiniLM-L6-v2
-day=$(date -u +%Y-%m-%d)
+source "$(dirname "$0")/gpu_common.sh"
 S=${SECS:-2}
 B=build/gpu/fanin
 tmp=$(mktemp -d)

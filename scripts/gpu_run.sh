@@ -6,20 +6,8 @@
 #   carry: .devcache (gpu.tgz: the `gpu` preset build; minilm.tgz: a model
 #   folder pruned by scripts/prune_model.py for tests/data/embedding_sentences.txt)
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-log="$OUT/log.txt"
-exec > >(tee -a "$log") 2>&1
 step() { echo; echo "=== $* ==="; }
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-# Test binaries name the source tree by the path they were built at.
-if [ "$PWD" != /work/main ]; then mkdir -p /work && ln -sfn "$PWD" /work/main; fi
-step unpack
-mkdir -p build && tar xzf .devcache/gpu.tgz -C build
-if [ -f .devcache/minilm.tgz ]; then
-  mkdir -p models && tar xzf .devcache/minilm.tgz -C models && rm -rf models/all-MiniLM-L6-v2 &&
-    mv models/minilm models/all-MiniLM-L6-v2
-fi
+source "$(dirname "$0")/gpu_common.sh"
 step device
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 ldd build/gpu/fanin | grep -E "not found|fanin|cublas|cudart" || true
