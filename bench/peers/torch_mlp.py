@@ -124,12 +124,16 @@ def main():
         return step
 
     def graph_worker(i):
-        s = torch.cuda.Stream()
-        x_host = torch.randn(args.batch, dims[0], dtype=dtype).pin_memory()
-        y_host = torch.empty(args.batch, dims[-1], dtype=dtype).pin_memory()
-        x_static = torch.zeros(args.batch, dims[0], dtype=dtype, device=dev)
-        g = torch.cuda.CUDAGraph()
-        with capture_lock:  # concurrent capture fails in PyTorch
+        # Everything that touches the CUDA runtime before the replays runs
+        # under the lock: PyTorch captures in global mode, so another thread's
+        # pin_memory (cudaHostAlloc) during a capture fails the capture with
+        # "operation not permitted when stream is capturing".
+        with capture_lock:
+            s = torch.cuda.Stream()
+            x_host = torch.randn(args.batch, dims[0], dtype=dtype).pin_memory()
+            y_host = torch.empty(args.batch, dims[-1], dtype=dtype).pin_memory()
+            x_static = torch.zeros(args.batch, dims[0], dtype=dtype, device=dev)
+            g = torch.cuda.CUDAGraph()
             with torch.no_grad(), torch.cuda.stream(s):
                 for _ in range(3):
                     model(x_static)
