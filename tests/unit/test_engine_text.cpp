@@ -32,15 +32,7 @@ using testing::throws_error;
 
 const fs::path kModel = fs::path(FANIN_SOURCE_DIR) / "models" / "all-MiniLM-L6-v2";
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
+using testing::cosine;
 
 // Deterministic texts of 1..40 words.
 std::string text_for(int thread, int i) {

@@ -12,6 +12,7 @@
 #include "fanin/error.h"
 #include "fanin/sentence_encoder.h"
 #include "fanin/stream.h"
+#include "test_helpers.h"
 
 #ifndef FANIN_SOURCE_DIR
 #error "FANIN_SOURCE_DIR must name the source tree (tests/CMakeLists.txt sets it)"
@@ -43,15 +44,7 @@ Refs load_refs() {
   return r;
 }
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
+using fanin::testing::cosine;
 
 void check_parity(const std::string& device_name, DType dtype, double min_cosine) {
   if (!fs::exists(kModel / "model.safetensors"))
