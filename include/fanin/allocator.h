@@ -113,6 +113,8 @@ class Allocator {
   void collect_completed();  // moves pending blocks whose fences passed to shared_
   bool fences_done(const std::vector<Fence>& fences) const;
   Block* raw_allocate(size_t size, Stream* stream);
+  // Records `b` as handed out on `stream_id` (0: device-wide), from `pool`.
+  Block* hand_out(Block* b, uint32_t stream_id, PrivatePool* pool);
   void release_blocks(std::vector<Block*>& blocks) noexcept;
   void retire_device_wide(Block* block);  // queue for reuse after every stream passes
 

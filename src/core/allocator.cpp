@@ -162,14 +162,7 @@ Block* Allocator::allocate(size_t bytes, Stream& stream) {
     }
   }
   if (b == nullptr) b = raw_allocate(size, pool != nullptr ? nullptr : &stream);
-  std::lock_guard<std::mutex> lock(mu_);
-  b->pool = pool;
-  if (pool != nullptr) ++pool->live;
-  b->stream_id = stream.id();
-  ++stats_.allocations;
-  stats_.in_use_bytes += b->size;
-  stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
-  return b;
+  return hand_out(b, stream.id(), pool);
 }
 
 Block* Allocator::allocate_device_wide(size_t bytes) {
@@ -182,8 +175,14 @@ Block* Allocator::allocate_device_wide(size_t bytes) {
     b = take_cached(size, 0);
   }
   if (b == nullptr) b = raw_allocate(size, nullptr);
+  return hand_out(b, 0, nullptr);
+}
+
+Block* Allocator::hand_out(Block* b, uint32_t stream_id, PrivatePool* pool) {
   std::lock_guard<std::mutex> lock(mu_);
-  b->stream_id = 0;
+  b->pool = pool;
+  if (pool != nullptr) ++pool->live;
+  b->stream_id = stream_id;
   ++stats_.allocations;
   stats_.in_use_bytes += b->size;
   stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
