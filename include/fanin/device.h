@@ -6,6 +6,7 @@
 // pool; both are thread-safe too (see their headers).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,7 +30,10 @@ const char* to_string(DeviceType type) noexcept;
 // One compute device. Obtain with Device::get; never constructed by users.
 class Device {
  public:
-  // The device named `name`: "cpu", "cuda" (= "cuda:0") or "cuda:N".
+  // The device named `name`: "cpu" (= "cpu:0"), "cuda" (= "cuda:0") or
+  // "cuda:N". "cpu:1".."cpu:7" are logical host devices: each its own
+  // allocator and stream pool on the same cores and memory (to partition the
+  // host among engine replicas, and to test multi-device code without GPUs).
   // Throws InvalidArgument for a malformed name and Unavailable when the
   // backend is not built, no such device is present, or N is out of range.
   static Device& get(std::string_view name);
@@ -43,8 +47,15 @@ class Device {
   // Names of every device that is present, e.g. {"cpu", "cuda:0"}.
   static std::vector<std::string> available();
 
-  // Number of devices of `type` present (0 when the backend is not built).
+  // Number of devices of `type` present (0 when the backend is not built;
+  // 1 for the cpu, whatever its logical partitions).
   static int count(DeviceType type) noexcept;
+
+  // The devices of a comma-separated list ("cuda:0,cuda:1", "cpu,cpu:1"),
+  // in order, or "all": every CUDA device, or {cpu} when there is none.
+  // Throws InvalidArgument for an empty item or a device named twice, and
+  // what get() throws for a bad or absent one.
+  static std::vector<Device*> list(std::string_view spec);
 
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
@@ -63,6 +74,13 @@ class Device {
   // The device's default stream pool (32 slots), created on first use.
   StreamPool& stream_pool();
 
+  // Testing: makes every later host wait on this device (Stream::synchronize,
+  // Event::synchronize) throw DeviceError naming `reason`, as an
+  // asynchronous device fault would; an empty reason clears it.
+  void set_fault(std::string reason);
+  // Throws DeviceError naming `op` while a fault is set. Cheap when none is.
+  void throw_if_faulted(const char* op) const;
+
   // Internal: the backend driving this device.
   backend::Backend& backend() const noexcept { return *backend_; }
 
@@ -77,6 +95,9 @@ class Device {
   std::unique_ptr<Allocator> allocator_;
   std::once_flag pool_once_;
   std::unique_ptr<StreamPool> pool_;  // written once under pool_once_
+  std::atomic<bool> faulted_{false};  // fault_reason_ is non-empty
+  mutable std::mutex fault_mu_;       // guards fault_reason_
+  std::string fault_reason_;
 };
 
 }  // namespace fanin

@@ -15,6 +15,14 @@
 // - A request past its deadline fails with DeadlineExceeded and never runs;
 //   a cancelled one is dropped before batching, skipped before launch, or its
 //   result discarded after, and resolves with Cancelled.
+// - An engine over several devices (one model replica each) runs
+//   options.workers workers per device on one queue; a batch goes to the
+//   least-loaded device with a free worker (Note [Queue lanes]). A batch
+//   failure whose device then fails a health check (a host wait on the
+//   worker's stream) takes that device out of rotation: its in-flight
+//   batches fail, queued requests go to the other devices, a log line and
+//   the device metrics tell. With no device left, queued requests fail with
+//   Unavailable and submit throws Unavailable.
 // - drain() finishes what was accepted; cancel() fails it with Cancelled;
 //   the destructor drains. Callbacks run on a worker thread, or on the
 //   thread calling cancel() / a drain() that timed out (for the requests
@@ -30,6 +38,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fanin/error.h"
@@ -69,7 +78,7 @@ struct RequestOptions {
 
 // Engine configuration: the batching knobs.
 struct EngineOptions {
-  int workers = 1;                                    // threads, each with a stream lease
+  int workers = 1;                                    // threads per device, each with a stream lease
   int max_batch_size = 64;                            // requests per batch
   std::chrono::microseconds max_queue_delay{500};     // wait for a fuller batch at most this
   std::vector<int> preferred_batch_sizes;             // pad a batch up to the next one (graphs)
@@ -83,6 +92,9 @@ struct EngineOptions {
   // Observability / test hooks, called on the worker thread (may be empty).
   std::function<void(int batch_size)> on_batch_formed;   // before the launch-time checks
   std::function<void(int batch_size)> on_batch_computed; // after compute, before results
+  // Where the engine's log lines go (a device taken out of rotation);
+  // empty: stderr. Called on a worker thread.
+  std::function<void(const std::string& line)> log;
 };
 
 // A successful result.
@@ -106,13 +118,50 @@ struct EngineMetrics {
   std::vector<uint64_t> queue_us_hist, compute_us_hist;
   double queue_us_sum = 0, compute_us_sum = 0;
   struct Worker {
+    int device = 0;  // index into devices
     uint32_t stream_id = 0;
     uint64_t batches = 0, requests = 0;
     double busy_us = 0;
   };
   std::vector<Worker> workers;
+  // Per device, in the engine's device order.
+  struct DeviceStats {
+    std::string name;        // "cuda:1"
+    bool healthy = true;     // false once taken out of rotation
+    uint64_t batches = 0, requests = 0;  // run to completion
+    uint64_t failed_batches = 0;         // batches that threw on this device
+    double busy_us = 0;
+    std::string failure;     // why it left rotation (empty while healthy)
+  };
+  std::vector<DeviceStats> devices;
+  uint64_t device_failures = 0;  // devices taken out of rotation
   size_t queue_length = 0;
 };
+
+// Loads one replica per device with `load(device)`, on one thread per
+// device (weights are read and uploaded concurrently); the first exception
+// any load throws is rethrown after all have finished.
+template <typename T, typename Load>
+std::vector<std::shared_ptr<const T>> load_replicas(const std::vector<Device*>& devices,
+                                                    Load&& load) {
+  std::vector<std::shared_ptr<const T>> out(devices.size());
+  std::vector<std::exception_ptr> errors(devices.size());
+  std::vector<std::thread> threads;
+  threads.reserve(devices.size());
+  for (size_t i = 0; i < devices.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        out[i] = load(*devices[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+  return out;
+}
 
 namespace serving {
 class EngineImpl;
@@ -132,6 +181,13 @@ class Engine {
   // vary from batch to batch: use_graphs or preferred_batch_sizes throw
   // InvalidArgument here. Set max_tokens_per_batch to bound a batch's tokens.
   Engine(std::shared_ptr<const SentenceEncoder> encoder, EngineOptions options = {});
+  // One replica per device, each loaded there (load_replicas): the queue is
+  // shared, options.workers workers run per device. Replicas must be on
+  // distinct devices and agree on shapes and dtype (encoders: on dim,
+  // max_length and vocabulary). Throws InvalidArgument otherwise.
+  Engine(std::vector<std::shared_ptr<const Model>> replicas, EngineOptions options = {});
+  Engine(std::vector<std::shared_ptr<const SentenceEncoder>> replicas,
+         EngineOptions options = {});
   // Engine(nullptr, ...) is unambiguous: it throws InvalidArgument ("model is null").
   Engine(std::nullptr_t, EngineOptions options = {})
       : Engine(std::shared_ptr<const Model>{}, std::move(options)) {}

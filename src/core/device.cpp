@@ -58,11 +58,7 @@ ParsedName parse_name(std::string_view name) {
                 kInvalidArgument, "[Device::get] bad device index in '", name,
                 "': expected e.g. 'cuda:0'");
   }
-  if (kind == "cpu") {
-    FANIN_CHECK(index == 0, kUnavailable, "[Device::get] '", name,
-                "': there is one cpu device, 'cpu' (= 'cpu:0')");
-    return {DeviceType::kCpu, 0};
-  }
+  if (kind == "cpu") return {DeviceType::kCpu, index};
   if (kind == "cuda") return {DeviceType::kCuda, index};
   FANIN_THROW(kInvalidArgument, "[Device::get] unknown device '", name,
               "': expected 'cpu', 'cuda' or 'cuda:N'");
@@ -78,12 +74,43 @@ Device& Device::get(std::string_view name) {
     FANIN_THROW(kUnavailable, "[Device::get] '", name, "' is not available: ",
                 be.unavailable_reason());
   }
+  if (p.type == DeviceType::kCpu) {
+    FANIN_CHECK(p.index < count, kUnavailable, "[Device::get] '", name,
+                "' does not exist: the host has ", count,
+                " logical cpu devices, 'cpu:0' (= 'cpu') to 'cpu:", count - 1, "'");
+  }
   FANIN_CHECK(p.index < count, kUnavailable, "[Device::get] '", name, "' does not exist: ",
               count, " ", to_string(p.type), " device(s) present");
   return DeviceRegistry::instance().get(p.type, p.index);
 }
 
 Device& Device::cpu() { return DeviceRegistry::instance().get(DeviceType::kCpu, 0); }
+
+std::vector<Device*> Device::list(std::string_view spec) {
+  std::vector<Device*> out;
+  if (spec == "all") {
+    const int n = count(DeviceType::kCuda);
+    for (int i = 0; i < n; ++i) out.push_back(&DeviceRegistry::instance().get(DeviceType::kCuda, i));
+    if (out.empty()) out.push_back(&cpu());
+    return out;
+  }
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = spec.find(',', start);
+    const std::string_view item =
+        spec.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    FANIN_CHECK(!item.empty(), kInvalidArgument, "[Device::list] empty device name in '", spec,
+                "': expected e.g. 'cuda:0,cuda:1' or 'all'");
+    Device& d = get(item);
+    for (Device* seen : out)
+      FANIN_CHECK(seen != &d, kInvalidArgument, "[Device::list] '", spec, "' names ", d.name(),
+                  " twice");
+    out.push_back(&d);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
 
 bool Device::is_available(std::string_view name) noexcept {
   try {
@@ -94,7 +121,10 @@ bool Device::is_available(std::string_view name) noexcept {
   }
 }
 
-int Device::count(DeviceType type) noexcept { return backend::backend_for(type).device_count(); }
+int Device::count(DeviceType type) noexcept {
+  // The host is one device however many logical cpu:N partitions it offers.
+  return type == DeviceType::kCpu ? 1 : backend::backend_for(type).device_count();
+}
 
 std::vector<std::string> Device::available() {
   std::vector<std::string> names{"cpu"};
@@ -105,14 +135,32 @@ std::vector<std::string> Device::available() {
 Device::Device(DeviceType type, int index, backend::Backend& backend)
     : type_(type),
       index_(index),
-      name_(type == DeviceType::kCpu ? std::string("cpu")
-                                     : std::string("cuda:") + std::to_string(index)),
+      name_(type == DeviceType::kCpu
+                ? (index == 0 ? std::string("cpu") : std::string("cpu:") + std::to_string(index))
+                : std::string("cuda:") + std::to_string(index)),
       backend_(&backend),
       allocator_(std::make_unique<Allocator>(*this)) {}
 
 Device::~Device() = default;
 
 std::string Device::description() const { return backend_->describe(index_); }
+
+void Device::set_fault(std::string reason) {
+  std::lock_guard<std::mutex> lock(fault_mu_);
+  fault_reason_ = std::move(reason);
+  faulted_.store(!fault_reason_.empty(), std::memory_order_release);
+}
+
+void Device::throw_if_faulted(const char* op) const {
+  if (!faulted_.load(std::memory_order_acquire)) return;
+  std::string reason;
+  {
+    std::lock_guard<std::mutex> lock(fault_mu_);
+    reason = fault_reason_;
+  }
+  if (reason.empty()) return;  // cleared meanwhile
+  FANIN_THROW(kDeviceError, "[", op, "] device ", name_, " failed: ", reason);
+}
 
 StreamPool& Device::stream_pool() {
   std::call_once(pool_once_, [this] { pool_ = std::make_unique<StreamPool>(*this); });

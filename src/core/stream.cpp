@@ -163,6 +163,7 @@ Stream::~Stream() {
 void Stream::synchronize() {
   flush_this_threads_encoders();
   impl_->synchronize();
+  device_->throw_if_faulted("Stream::synchronize");
 }
 
 bool Stream::query() const { return impl_->query(); }
@@ -191,6 +192,7 @@ void Event::record(Stream& stream) {
 void Event::synchronize() const {
   flush_this_threads_encoders();
   impl_->synchronize();
+  device_->throw_if_faulted("Event::synchronize");
 }
 
 bool Event::query() const { return impl_->query(); }

@@ -1,29 +1,50 @@
 #include "serving/batch_queue.h"
 
 #include <algorithm>
+#include <string>
 
 #include "core/check.h"
 
 namespace fanin::serving {
 
-BatchQueue::BatchQueue(QueueConfig config) : config_(std::move(config)) {
+BatchQueue::BatchQueue(QueueConfig config, int lanes)
+    : config_(std::move(config)), lanes_(static_cast<size_t>(std::max(lanes, 1))) {
   levels_.resize(static_cast<size_t>(config_.priority_levels));
+  live_lanes_ = static_cast<int>(lanes_.size());
+}
+
+int BatchQueue::pick_lane() {
+  const int n = static_cast<int>(lanes_.size());
+  if (n == 1) return lanes_[0].idle + lanes_[0].filling > 0 ? 0 : -1;
+  int best = -1;
+  for (int k = 0; k < n; ++k) {
+    const int l = (rotate_ + k) % n;
+    const Lane& lane = lanes_[static_cast<size_t>(l)];
+    if (lane.retired || lane.idle + lane.filling == 0) continue;
+    if (best < 0 || lane.running < lanes_[static_cast<size_t>(best)].running) best = l;
+  }
+  if (best >= 0) rotate_ = (best + 1) % n;
+  return best;
 }
 
 void BatchQueue::push(RequestPtr& request) {
-  bool wake;
+  int wake = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    FANIN_CHECK(!closed_, kCancelled,
-                "[Engine::submit] the engine is shutting down and accepts no new requests");
+    if (closed_) {
+      if (closed_why_.empty())
+        FANIN_THROW(kCancelled,
+                    "[Engine::submit] the engine is shutting down and accepts no new requests");
+      throw Error(closed_code_, closed_why_);
+    }
     FANIN_CHECK(count_ < config_.max_queue_length, kQueueFull, "[Engine::submit] queue is full (",
                 count_, " of max_queue_length ", config_.max_queue_length, " requests)");
     tokens_ += request->cost;
     levels_[static_cast<size_t>(request->priority)].push_back(std::move(request));
     ++count_;
-    wake = idle_ > 0 || (filling_ > 0 && ready());
+    if (idle_ > 0 || (filling_ > 0 && ready())) wake = pick_lane();
   }
-  if (wake) cv_.notify_one();
+  if (wake >= 0) lanes_[static_cast<size_t>(wake)].cv.notify_one();
 }
 
 bool BatchQueue::ready() const {
@@ -71,17 +92,25 @@ void BatchQueue::form(Clock::time_point now, Formed& out) {
   }
 }
 
-Formed BatchQueue::next_batch() {
+Formed BatchQueue::next_batch(int lane_index, bool finished_previous) {
   Formed out;
+  Lane& lane = lanes_[static_cast<size_t>(lane_index)];
   std::unique_lock<std::mutex> lock(mu_);
+  if (finished_previous) --lane.running;
   for (;;) {
+    if (lane.retired) {
+      out.closed = true;
+      return out;
+    }
     if (count_ == 0) {
       if (closed_) {
         out.closed = true;
         return out;
       }
       ++idle_;
-      cv_.wait(lock);
+      ++lane.idle;
+      lane.cv.wait(lock);
+      --lane.idle;
       --idle_;
       continue;
     }
@@ -93,13 +122,20 @@ Formed BatchQueue::next_batch() {
       continue;
     }
     ++filling_;
-    cv_.wait_until(lock, wake);
+    ++lane.filling;
+    lane.cv.wait_until(lock, wake);
+    --lane.filling;
     --filling_;
   }
-  const bool more = count_ > 0 && (idle_ > 0 || filling_ > 0);
+  if (!out.batch.empty()) ++lane.running;
+  const int more = count_ > 0 && (idle_ > 0 || filling_ > 0) ? pick_lane() : -1;
   lock.unlock();
-  if (more) cv_.notify_one();
+  if (more >= 0) lanes_[static_cast<size_t>(more)].cv.notify_one();
   return out;
+}
+
+void BatchQueue::notify_all_lanes() {
+  for (Lane& lane : lanes_) lane.cv.notify_all();
 }
 
 void BatchQueue::close() {
@@ -107,23 +143,48 @@ void BatchQueue::close() {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
   }
-  cv_.notify_all();
+  notify_all_lanes();
 }
 
-std::vector<RequestPtr> BatchQueue::take_all() {
+void BatchQueue::take_all_locked(ErrorCode code, std::string why, std::vector<RequestPtr>& all) {
+  if (!closed_) {
+    closed_code_ = code;
+    closed_why_ = std::move(why);
+  }
+  closed_ = true;
+  for (auto& q : levels_) {
+    for (auto& r : q) all.push_back(std::move(r));
+    q.clear();
+  }
+  count_ = 0;
+  tokens_ = 0;
+}
+
+std::vector<RequestPtr> BatchQueue::take_all(ErrorCode code, std::string why) {
   std::vector<RequestPtr> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    for (auto& q : levels_) {
-      for (auto& r : q) all.push_back(std::move(r));
-      q.clear();
-    }
-    count_ = 0;
-    tokens_ = 0;
+    take_all_locked(code, std::move(why), all);
   }
-  cv_.notify_all();
+  notify_all_lanes();
   return all;
+}
+
+int BatchQueue::retire_lane(int lane, ErrorCode code, const std::string& why,
+                            std::vector<RequestPtr>* orphans) {
+  int left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Lane& l = lanes_[static_cast<size_t>(lane)];
+    if (!l.retired) {
+      l.retired = true;
+      --live_lanes_;
+    }
+    left = live_lanes_;
+    if (left == 0) take_all_locked(code, why, *orphans);
+  }
+  notify_all_lanes();
+  return left;
 }
 
 size_t BatchQueue::size() const {

@@ -12,6 +12,20 @@
 // request leaves the queue exactly once: through next_batch, take_all, or
 // (when admission throws) never entering. Resolution is the caller's job,
 // and Request::claim() makes it happen at most once.
+//
+// Note [Queue lanes]
+// Workers belong to lanes, one per device of the engine. Each lane has its
+// own condition variable and counts its waiting (idle_/filling_) and
+// running (batches handed out and not yet reported back) workers. Where
+// the single-lane queue would notify_one "some waiter", a lane queue
+// notifies a waiter of the lane that runs the fewest batches (ties rotate),
+// so a batch goes to the least-loaded device that has a free worker. That
+// is one of the choices notify_one may make, so verify/batch_queue.pml,
+// which lets notify_one wake any waiter, covers lanes too. retire_lane()
+// takes a failed device out: its workers get closed from next_batch and
+// are never woken again; retiring the last live lane closes the queue with
+// the given error and hands back everything queued, so no request waits
+// for a device that will never come.
 #pragma once
 
 #include <atomic>
@@ -20,6 +34,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "fanin/engine.h"
@@ -65,38 +80,60 @@ struct Formed {
 
 class BatchQueue {
  public:
-  explicit BatchQueue(QueueConfig config);
+  explicit BatchQueue(QueueConfig config, int lanes = 1);
 
   // Admission. Throws QueueFull (at max length) or Cancelled (closed); on a
   // throw the request is not taken.
   void push(RequestPtr& request);
 
   // Worker side: blocks until a batch is due (full, or its oldest request
-  // waited max_queue_delay, or the queue is closing) and forms it.
-  Formed next_batch();
+  // waited max_queue_delay, or the queue is closing) and forms it, for a
+  // worker of `lane`. `finished_previous`: the caller's last call handed it
+  // a batch that is now done (the lane's load drops by one).
+  Formed next_batch(int lane = 0, bool finished_previous = false);
 
   // No more admissions; workers finish what is queued, then see closed.
   void close();
-  // Closes and removes every queued request (for cancellation).
-  std::vector<RequestPtr> take_all();
+  // Closes and removes every queued request (for cancellation). Later
+  // pushes throw `code` with `why` (default: Cancelled, shutting down).
+  std::vector<RequestPtr> take_all(ErrorCode code = ErrorCode::kCancelled, std::string why = {});
+  // Note [Queue lanes]: `lane`'s workers get closed from now on. Returns the
+  // number of live lanes left; when that is 0 the queue is closed as by
+  // take_all(code, why) and `orphans` receives what was queued.
+  int retire_lane(int lane, ErrorCode code, const std::string& why,
+                  std::vector<RequestPtr>* orphans);
 
   size_t size() const;
   bool closed() const;
 
  private:
+  struct Lane {
+    std::condition_variable cv;
+    int idle = 0;     // workers of this lane waiting for any request
+    int filling = 0;  // workers of this lane waiting for a batch to fill
+    int running = 0;  // batches handed to this lane and not reported done
+    bool retired = false;
+  };
   bool ready() const;  // under mu_: a full batch is queued (size, tokens, preferred size)
+  int pick_lane();     // under mu_: the least-loaded lane with a waiter, or -1
+  void notify_all_lanes();
+  void take_all_locked(ErrorCode code, std::string why, std::vector<RequestPtr>& all);  // under mu_
   bool due(Clock::time_point now, Clock::time_point* wake) const;  // under mu_
   void form(Clock::time_point now, Formed& out);                   // under mu_
 
   const QueueConfig config_;
   mutable std::mutex mu_;  // guards everything below (Note [BatchQueue])
-  std::condition_variable cv_;
+  std::vector<Lane> lanes_;                     // sized once (Note [Queue lanes])
   std::vector<std::deque<RequestPtr>> levels_;  // one FIFO per priority
   size_t count_ = 0;
   int64_t tokens_ = 0;
   bool closed_ = false;
-  int idle_ = 0;     // workers waiting for any request
-  int filling_ = 0;  // workers waiting for a batch to fill
+  ErrorCode closed_code_ = ErrorCode::kCancelled;  // what push throws once closed_
+  std::string closed_why_;
+  int live_lanes_ = 0;
+  int rotate_ = 0;   // where pick_lane's tie-break starts
+  int idle_ = 0;     // workers waiting for any request (all lanes)
+  int filling_ = 0;  // workers waiting for a batch to fill (all lanes)
 };
 
 }  // namespace fanin::serving

@@ -26,6 +26,7 @@
 // they have variable shapes, so use_graphs and preferred_batch_sizes are
 // rejected at construction.
 #include <cmath>
+#include <cstdio>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -120,34 +121,50 @@ void read_row(const uint8_t* src, int64_t n, DType dtype, float* dst) {
 
 }  // namespace
 
+// One device's copy of the model and its state (Note [Engine devices]).
+struct Replica {
+  std::shared_ptr<const Model> model;              // exactly one of model, encoder
+  std::shared_ptr<const SentenceEncoder> encoder;
+  Device* device = nullptr;
+  std::atomic<bool> healthy{true};
+};
+
 class EngineImpl {
  public:
-  EngineImpl(std::shared_ptr<const Model> model, std::shared_ptr<const SentenceEncoder> encoder,
-             EngineOptions options)
-      : model_(std::move(model)),
-        encoder_(std::move(encoder)),
-        options_(std::move(options)),
-        queue_(make_config()) {
-    if (model_) {
-      in_numel_ = checked_numel(model_->input_shape(), "Engine");
-      out_numel_ = checked_numel(model_->output_shape(), "Engine");
-      out_shape_ = model_->output_shape();
-      out_dtype_ = model_->dtype();
+  EngineImpl(std::vector<std::shared_ptr<const Model>> models,
+             std::vector<std::shared_ptr<const SentenceEncoder>> encoders, EngineOptions options)
+      : options_(std::move(options)),
+        replicas_(make_replicas(models, encoders)),
+        queue_(make_config(), static_cast<int>(replicas_.size())) {
+    const Replica& first = *replicas_.front();
+    text_ = first.encoder != nullptr;
+    if (!text_) {
+      in_numel_ = checked_numel(first.model->input_shape(), "Engine");
+      out_numel_ = checked_numel(first.model->output_shape(), "Engine");
+      out_shape_ = first.model->output_shape();
+      out_dtype_ = first.model->dtype();
     } else {
-      out_numel_ = encoder_->dim();
+      out_numel_ = first.encoder->dim();
       out_shape_ = {out_numel_};
       out_dtype_ = DType::kF32;
     }
-    metrics_ = empty_metrics(options_.max_batch_size, options_.workers);
-    Device& device = model_ ? model_->device() : encoder_->model().device();
-    workers_.resize(static_cast<size_t>(options_.workers));
-    for (int w = 0; w < options_.workers; ++w) {
-      workers_[w].lease = device.stream_pool().acquire_for(options_.lease_timeout);
+    const int n_dev = static_cast<int>(replicas_.size());
+    const int n_workers = options_.workers * n_dev;
+    metrics_ = empty_metrics(options_.max_batch_size, n_workers);
+    metrics_.devices.resize(static_cast<size_t>(n_dev));
+    for (int d = 0; d < n_dev; ++d) metrics_.devices[d].name = replicas_[d]->device->name();
+    workers_.resize(static_cast<size_t>(n_workers));
+    for (int w = 0; w < n_workers; ++w) {
+      const int d = w / options_.workers;
+      workers_[w].replica = replicas_[d].get();
+      workers_[w].lane = d;
+      workers_[w].lease = replicas_[d]->device->stream_pool().acquire_for(options_.lease_timeout);
+      metrics_.workers[w].device = d;
       metrics_.workers[w].stream_id = workers_[w].lease->id();
     }
-    live_ = options_.workers;
+    live_ = n_workers;
     try {
-      for (int w = 0; w < options_.workers; ++w)
+      for (int w = 0; w < n_workers; ++w)
         workers_[w].thread = std::thread([this, w] { run_worker(w); });
     } catch (...) {
       // Threads already started must be joined before the members go.
@@ -161,11 +178,12 @@ class EngineImpl {
 
   void submit(std::vector<float> input, const RequestOptions& opt, Engine::Callback cb,
               std::future<Response>* future) {
-    if (!model_)
+    if (text_)
       fail_invalid("[Engine::submit] this engine serves a sentence encoder: use submit_text");
     if (static_cast<int64_t>(input.size()) != in_numel_) {
-      fail_invalid("[Engine::submit] input has ", input.size(), " values, model ", model_->name(),
-                   " expects ", in_numel_, " (shape ", to_string(model_->input_shape()), ")");
+      const Model& m = *replicas_.front()->model;
+      fail_invalid("[Engine::submit] input has ", input.size(), " values, model ", m.name(),
+                   " expects ", in_numel_, " (shape ", to_string(m.input_shape()), ")");
     }
     check_options(opt, "[Engine::submit]");
     auto req = std::make_unique<EngineRequest>();
@@ -176,11 +194,11 @@ class EngineImpl {
 
   void submit_text(std::string_view text, const RequestOptions& opt, Engine::Callback cb,
                    std::future<Response>* future) {
-    if (!encoder_) fail_invalid("[Engine::submit_text] this engine serves a model, not text");
+    if (!text_) fail_invalid("[Engine::submit_text] this engine serves a model, not text");
     check_options(opt, "[Engine::submit_text]");
     auto req = std::make_unique<EngineRequest>();
     try {
-      req->tokens = encoder_->tokenize(text);
+      req->tokens = replicas_.front()->encoder->tokenize(text);
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kInvalidArgument) throw;
       fail_invalid("[Engine::submit_text] ", e.message());
@@ -283,12 +301,69 @@ class EngineImpl {
     std::unique_ptr<Graph> graph;
   };
   struct Worker {
+    Replica* replica = nullptr;
+    int lane = 0;  // the replica's index: its queue lane (Note [Queue lanes])
     StreamLease lease;
     std::thread thread;
     std::vector<uint8_t> in_bytes, out_bytes;
     std::vector<int32_t> ids, lengths;  // text batches
     std::map<int, GraphEntry> graphs;  // padded batch size -> captured forward
   };
+
+  // Note [Engine devices]: checks the replicas and wraps them.
+  static std::vector<std::unique_ptr<Replica>> make_replicas(
+      const std::vector<std::shared_ptr<const Model>>& models,
+      const std::vector<std::shared_ptr<const SentenceEncoder>>& encoders) {
+    const bool text = !encoders.empty();
+    const size_t n = text ? encoders.size() : models.size();
+    FANIN_CHECK(n >= 1, kInvalidArgument, "[Engine] no model replicas given");
+    FANIN_CHECK(n <= 64, kInvalidArgument, "[Engine] at most 64 devices, got ", n);
+    std::vector<std::unique_ptr<Replica>> out;
+    for (size_t i = 0; i < n; ++i) {
+      auto r = std::make_unique<Replica>();
+      if (text) {
+        FANIN_CHECK(encoders[i] != nullptr, kInvalidArgument,
+                    n == 1 ? std::string("[Engine] sentence encoder is null")
+                           : detail::str("[Engine] sentence encoder replica ", i, " is null"));
+        r->encoder = encoders[i];
+        r->device = &encoders[i]->model().device();
+      } else {
+        FANIN_CHECK(models[i] != nullptr, kInvalidArgument,
+                    n == 1 ? std::string("[Engine] model is null")
+                           : detail::str("[Engine] model replica ", i, " is null"));
+        r->model = models[i];
+        r->device = &models[i]->device();
+      }
+      for (size_t j = 0; j < i; ++j)
+        FANIN_CHECK(out[j]->device != r->device, kInvalidArgument, "[Engine] replicas ", j,
+                    " and ", i, " are both on ", r->device->name(),
+                    ": give one replica per device");
+      if (i > 0 && text) {
+        const SentenceEncoder& a = *encoders[0];
+        const SentenceEncoder& b = *encoders[i];
+        FANIN_CHECK(a.dim() == b.dim() && a.max_length() == b.max_length() &&
+                        a.model().config().vocab_size == b.model().config().vocab_size &&
+                        a.tokenizer().pad_id() == b.tokenizer().pad_id(),
+                    kInvalidArgument, "[Engine] sentence encoder replica ", i, " on ",
+                    r->device->name(), " differs from replica 0 (dim ", b.dim(), " vs ",
+                    a.dim(), ", max_length ", b.max_length(), " vs ", a.max_length(),
+                    ", vocabulary ", b.model().config().vocab_size, " vs ",
+                    a.model().config().vocab_size, ")");
+      } else if (i > 0) {
+        const Model& a = *models[0];
+        const Model& b = *models[i];
+        FANIN_CHECK(a.input_shape() == b.input_shape() && a.output_shape() == b.output_shape() &&
+                        a.dtype() == b.dtype(),
+                    kInvalidArgument, "[Engine] model replica ", i, " (", b.name(), " on ",
+                    r->device->name(), ", ", to_string(b.input_shape()), " -> ",
+                    to_string(b.output_shape()), " ", to_string(b.dtype()),
+                    ") differs from replica 0 (", a.name(), ", ", to_string(a.input_shape()),
+                    " -> ", to_string(a.output_shape()), " ", to_string(a.dtype()), ")");
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
 
   QueueConfig make_config() const {
     const EngineOptions& o = options_;
@@ -312,9 +387,7 @@ class EngineImpl {
                   o.max_batch_size, "), got ", p, " after ", prev);
       prev = p;
     }
-    FANIN_CHECK(model_ != nullptr || encoder_ != nullptr, kInvalidArgument,
-                "[Engine] model is null");
-    if (encoder_) {
+    if (replicas_.front()->encoder) {
       FANIN_CHECK(!o.use_graphs && o.preferred_batch_sizes.empty(), kInvalidArgument,
                   "[Engine] a sentence encoder's batches have variable shapes: use_graphs and "
                   "preferred_batch_sizes are not supported with text");
@@ -376,14 +449,25 @@ class EngineImpl {
     }
   }
 
-  void fail_batch(const std::vector<Request*>& run, const Error& e, ErrorCode counted_as) {
+  // Fails a batch that threw; a device that no longer works leaves rotation
+  // first (Note [Engine devices]), so no new batch goes to it.
+  void batch_failed(Worker& wk, const std::vector<Request*>& run, const Error& e,
+                    ErrorCode counted_as) {
+    {
+      std::lock_guard<std::mutex> lock(metrics_mu_);
+      ++metrics_.devices[static_cast<size_t>(wk.lane)].failed_batches;
+    }
+    if (e.code() == ErrorCode::kDeviceError && !device_still_works(wk)) retire_device(wk, e);
     for (size_t i = 0; i < run.size(); ++i) count_failure(counted_as);
     for (Request* r : run) r->fail(e);
   }
 
   void run_worker(int w) {
+    Worker& wk = workers_[static_cast<size_t>(w)];
+    bool had_batch = false;
     for (;;) {
-      Formed f = queue_.next_batch();
+      Formed f = queue_.next_batch(wk.lane, had_batch);
+      had_batch = !f.batch.empty();
       const Clock::time_point now = Clock::now();
       for (const RequestPtr& r : f.expired)
         fail(r, ErrorCode::kDeadlineExceeded,
@@ -393,13 +477,63 @@ class EngineImpl {
       for (const RequestPtr& r : f.dropped)
         fail(r, ErrorCode::kCancelled, "[Engine] request cancelled before batching; it never ran");
       if (!f.batch.empty()) run_batch(w, f.batch);
-      if (f.closed) break;
+      if (f.closed || !wk.replica->healthy.load(std::memory_order_acquire)) break;
     }
     {
       std::lock_guard<std::mutex> lock(exit_mu_);
       --live_;
     }
     exit_cv_.notify_all();
+  }
+
+  // Note [Engine devices]: after a batch failed on `wk`'s device, a host
+  // wait on the worker's stream tells a broken device (the wait throws
+  // DeviceError: a sticky CUDA error, an injected fault) from a failure of
+  // the batch alone (the wait succeeds; the device stays in rotation).
+  bool device_still_works(Worker& wk) noexcept {
+    try {
+      wk.lease.stream().synchronize();
+      return true;
+    } catch (const Error& e) {
+      return e.code() != ErrorCode::kDeviceError;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  // Note [Engine devices]: takes a worker's device out of rotation (once).
+  void retire_device(Worker& wk, const Error& cause) {
+    Replica& rep = *wk.replica;
+    if (!rep.healthy.exchange(false, std::memory_order_acq_rel)) return;  // a sibling did
+    const std::string& name = rep.device->name();
+    std::vector<RequestPtr> orphans;
+    const int left = queue_.retire_lane(
+        wk.lane, ErrorCode::kUnavailable,
+        detail::str("[Engine::submit] no healthy device left: the last one, ", name,
+                    ", failed: ", cause.message()),
+        &orphans);
+    {
+      std::lock_guard<std::mutex> lock(metrics_mu_);
+      ++metrics_.device_failures;
+      auto& dm = metrics_.devices[static_cast<size_t>(wk.lane)];
+      dm.healthy = false;
+      dm.failure = cause.message();
+    }
+    log(detail::str("fanin: [Engine] device ", name,
+                    " failed and is out of rotation (", left, " of ", replicas_.size(),
+                    " devices left): ", cause.message()));
+    for (const RequestPtr& r : orphans)
+      fail(r, ErrorCode::kUnavailable,
+           detail::str("[Engine] no healthy device left to run the request: the last one, ",
+                       name, ", failed: ", cause.message()));
+  }
+
+  void log(const std::string& line) noexcept {
+    try {
+      if (options_.log) options_.log(line);
+      else std::fprintf(stderr, "%s\n", line.c_str());
+    } catch (...) {
+    }
   }
 
   void run_batch(int w, std::vector<RequestPtr>& batch) {
@@ -431,21 +565,21 @@ class EngineImpl {
     const size_t esize = dtype_size(out_dtype_);
     try {
       Stream& s = wk.lease.stream();
-      if (model_) launch_tensor(wk, run, s);
+      if (!text_) launch_tensor(wk, run, s);
       else launch_text(wk, run, s);
       s.synchronize();
     } catch (const Error& e) {
-      fail_batch(run, e,
-                 e.code() == ErrorCode::kInvalidArgument ? ErrorCode::kDeviceError : e.code());
+      batch_failed(wk, run, e,
+                   e.code() == ErrorCode::kInvalidArgument ? ErrorCode::kDeviceError : e.code());
       return;
     } catch (const std::exception& e) {
-      fail_batch(run,
-                 Error(ErrorCode::kDeviceError, std::string("[Engine] batch failed: ") + e.what()),
-                 ErrorCode::kDeviceError);
+      batch_failed(wk, run,
+                   Error(ErrorCode::kDeviceError, std::string("[Engine] batch failed: ") + e.what()),
+                   ErrorCode::kDeviceError);
       return;
     } catch (...) {
-      fail_batch(run, Error(ErrorCode::kDeviceError, "[Engine] batch failed: unknown exception"),
-                 ErrorCode::kDeviceError);
+      batch_failed(wk, run, Error(ErrorCode::kDeviceError, "[Engine] batch failed: unknown exception"),
+                   ErrorCode::kDeviceError);
       return;
     }
     call_hook(options_.on_batch_computed, n);
@@ -485,7 +619,8 @@ class EngineImpl {
   void launch_tensor(Worker& wk, const std::vector<Request*>& run, Stream& s) {
     const int n = static_cast<int>(run.size());
     const int p = padded(n);
-    const DType dtype = model_->dtype();
+    const Model& model = *wk.replica->model;
+    const DType dtype = model.dtype();
     const size_t esize = dtype_size(dtype);
     wk.in_bytes.assign(static_cast<size_t>(p * in_numel_) * esize, 0);
     wk.out_bytes.resize(static_cast<size_t>(p * out_numel_) * esize);
@@ -493,7 +628,7 @@ class EngineImpl {
       write_row(static_cast<EngineRequest*>(run[i])->input.data(), in_numel_, dtype,
                 wk.in_bytes.data() + static_cast<size_t>(i * in_numel_) * esize);
     Shape in_shape{p};
-    for (int64_t d : model_->input_shape()) in_shape.push_back(d);
+    for (int64_t d : model.input_shape()) in_shape.push_back(d);
     Encoder enc = s.command_buffer().begin_encoding();
     if (options_.use_graphs) {
       GraphEntry& g = graph_for(wk, p, in_shape, s);
@@ -502,9 +637,9 @@ class EngineImpl {
       g.y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
     } else {
       Tensor x = Tensor::from_host(wk.in_bytes.data(), wk.in_bytes.size(), in_shape, dtype, s);
-      Tensor y = model_->forward(x, s);
+      Tensor y = model.forward(x, s);
       FANIN_CHECK(y.nbytes() == wk.out_bytes.size(), kInvalidArgument, "[Engine] model ",
-                  model_->name(), " returned ", y.nbytes(), " bytes for a batch of ", p,
+                  model.name(), " returned ", y.nbytes(), " bytes for a batch of ", p,
                   ", expected ", wk.out_bytes.size());
       y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
     }
@@ -517,7 +652,8 @@ class EngineImpl {
     int64_t seq = 1;
     for (Request* r : run)
       seq = std::max(seq, static_cast<int64_t>(static_cast<EngineRequest*>(r)->tokens.size()));
-    wk.ids.assign(static_cast<size_t>(n * seq), encoder_->tokenizer().pad_id());
+    const SentenceEncoder& encoder = *wk.replica->encoder;
+    wk.ids.assign(static_cast<size_t>(n * seq), encoder.tokenizer().pad_id());
     wk.lengths.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       const std::vector<int32_t>& t = static_cast<EngineRequest*>(run[i])->tokens;
@@ -529,7 +665,7 @@ class EngineImpl {
     Tensor ids = Tensor::from_host(wk.ids.data(), wk.ids.size() * 4, {n, seq}, DType::kI32, s);
     Tensor lengths =
         Tensor::from_host(wk.lengths.data(), wk.lengths.size() * 4, {n}, DType::kI32, s);
-    Tensor y = encoder_->model().forward(ids, lengths, s);
+    Tensor y = encoder.model().forward(ids, lengths, s);
     FANIN_CHECK(y.nbytes() == wk.out_bytes.size() && y.dtype() == DType::kF32, kInvalidArgument,
                 "[Engine] the sentence encoder returned ", y.nbytes(), " bytes (",
                 to_string(y.dtype()), ") for a batch of ", n, ", expected ",
@@ -553,15 +689,20 @@ class EngineImpl {
     ++wm.batches;
     wm.requests += static_cast<uint64_t>(n);
     wm.busy_us += compute_us;
+    auto& dm = metrics_.devices[static_cast<size_t>(wm.device)];
+    ++dm.batches;
+    dm.requests += static_cast<uint64_t>(n);
+    dm.busy_us += compute_us;
   }
 
   GraphEntry& graph_for(Worker& wk, int p, const Shape& in_shape, Stream& s) {
     auto it = wk.graphs.find(p);
     if (it != wk.graphs.end()) return it->second;
     GraphEntry g;
-    g.x = Tensor::empty(in_shape, model_->dtype(), s);
+    const Model& model = *wk.replica->model;
+    g.x = Tensor::empty(in_shape, model.dtype(), s);
     Tensor y;
-    g.graph = Graph::capture(s, [&] { y = model_->forward(g.x, s); });
+    g.graph = Graph::capture(s, [&] { y = model.forward(g.x, s); });
     g.y = y;
     return wk.graphs.emplace(p, std::move(g)).first->second;
   }
@@ -572,10 +713,11 @@ class EngineImpl {
     return true;
   }
 
-  std::shared_ptr<const Model> model_;              // exactly one of model_, encoder_
-  std::shared_ptr<const SentenceEncoder> encoder_;  // (Note [Engine payloads])
   const EngineOptions options_;
-  BatchQueue queue_;
+  // One per device, in the order given; never resized (Note [Engine devices]).
+  const std::vector<std::unique_ptr<Replica>> replicas_;
+  BatchQueue queue_;  // one lane per replica
+  bool text_ = false;  // replicas are sentence encoders (Note [Engine payloads])
   int64_t in_numel_ = 0, out_numel_ = 0;
   Shape out_shape_;
   DType out_dtype_ = DType::kF32;
@@ -598,13 +740,20 @@ class EngineImpl {
 namespace fanin {
 
 Engine::Engine(std::shared_ptr<const Model> model, EngineOptions options)
-    : impl_(std::make_unique<serving::EngineImpl>(std::move(model), nullptr,
+    : Engine(std::vector<std::shared_ptr<const Model>>{std::move(model)}, std::move(options)) {}
+
+Engine::Engine(std::shared_ptr<const SentenceEncoder> encoder, EngineOptions options)
+    : Engine(std::vector<std::shared_ptr<const SentenceEncoder>>{std::move(encoder)},
+             std::move(options)) {}
+
+Engine::Engine(std::vector<std::shared_ptr<const Model>> replicas, EngineOptions options)
+    : impl_(std::make_unique<serving::EngineImpl>(std::move(replicas),
+                                                  std::vector<std::shared_ptr<const SentenceEncoder>>{},
                                                   std::move(options))) {}
 
-Engine::Engine(std::shared_ptr<const SentenceEncoder> encoder, EngineOptions options) {
-  FANIN_CHECK(encoder != nullptr, kInvalidArgument, "[Engine] sentence encoder is null");
-  impl_ = std::make_unique<serving::EngineImpl>(nullptr, std::move(encoder), std::move(options));
-}
+Engine::Engine(std::vector<std::shared_ptr<const SentenceEncoder>> replicas, EngineOptions options)
+    : impl_(std::make_unique<serving::EngineImpl>(std::vector<std::shared_ptr<const Model>>{},
+                                                  std::move(replicas), std::move(options))) {}
 
 Engine::~Engine() = default;
 

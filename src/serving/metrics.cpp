@@ -43,6 +43,11 @@ void histogram(std::ostringstream& out, const char* name, const char* help,
   out << name << "_sum " << sum << "\n" << name << "_count " << cum << "\n";
 }
 
+const std::string& device_name(const EngineMetrics& m, int d) {
+  static const std::string unknown = "unknown";
+  return d >= 0 && static_cast<size_t>(d) < m.devices.size() ? m.devices[d].name : unknown;
+}
+
 }  // namespace
 
 std::string to_prometheus(const EngineMetrics& m) {
@@ -84,12 +89,34 @@ std::string to_prometheus(const EngineMetrics& m) {
       << "# TYPE fanin_worker_batches_total counter\n";
   for (size_t w = 0; w < m.workers.size(); ++w)
     out << "fanin_worker_batches_total{worker=\"" << w << "\",stream=\"" << m.workers[w].stream_id
-        << "\"} " << m.workers[w].batches << "\n";
+        << "\",device=\"" << device_name(m, m.workers[w].device) << "\"} " << m.workers[w].batches
+        << "\n";
   out << "# HELP fanin_worker_busy_us_total Time each worker spent running batches (us).\n"
       << "# TYPE fanin_worker_busy_us_total counter\n";
   for (size_t w = 0; w < m.workers.size(); ++w)
     out << "fanin_worker_busy_us_total{worker=\"" << w << "\",stream=\""
-        << m.workers[w].stream_id << "\"} " << m.workers[w].busy_us << "\n";
+        << m.workers[w].stream_id << "\",device=\"" << device_name(m, m.workers[w].device)
+        << "\"} " << m.workers[w].busy_us << "\n";
+  out << "# HELP fanin_device_healthy 1 while a device is in rotation, 0 once taken out.\n"
+      << "# TYPE fanin_device_healthy gauge\n";
+  for (const auto& d : m.devices)
+    out << "fanin_device_healthy{device=\"" << d.name << "\"} " << (d.healthy ? 1 : 0) << "\n";
+  out << "# HELP fanin_device_batches_total Batches run to completion per device.\n"
+      << "# TYPE fanin_device_batches_total counter\n";
+  for (const auto& d : m.devices)
+    out << "fanin_device_batches_total{device=\"" << d.name << "\"} " << d.batches << "\n";
+  out << "# HELP fanin_device_requests_total Requests run per device.\n"
+      << "# TYPE fanin_device_requests_total counter\n";
+  for (const auto& d : m.devices)
+    out << "fanin_device_requests_total{device=\"" << d.name << "\"} " << d.requests << "\n";
+  out << "# HELP fanin_device_failed_batches_total Batches that threw, per device.\n"
+      << "# TYPE fanin_device_failed_batches_total counter\n";
+  for (const auto& d : m.devices)
+    out << "fanin_device_failed_batches_total{device=\"" << d.name << "\"} "
+        << d.failed_batches << "\n";
+  out << "# HELP fanin_device_failures_total Devices taken out of rotation.\n"
+      << "# TYPE fanin_device_failures_total counter\n"
+      << "fanin_device_failures_total " << m.device_failures << "\n";
   return out.str();
 }
 

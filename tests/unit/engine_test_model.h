@@ -33,11 +33,11 @@ class TestModel final : public Model {
   static constexpr float kMarker = 9999.0f;
   static constexpr int64_t kWidth = 4;
 
-  explicit TestModel(TestModelOptions options = {}) : options_(options), open_(!options.gated) {
-    Device& cpu = Device::cpu();
-    StreamLease lease = cpu.stream_pool().acquire();
+  explicit TestModel(TestModelOptions options = {}, Device& device = Device::cpu())
+      : options_(options), device_(&device), open_(!options.gated) {
+    StreamLease lease = device.stream_pool().acquire();
     const std::vector<float> b = bias_values();
-    bias_ = Tensor::empty_device_wide({kWidth}, DType::kF32, cpu);
+    bias_ = Tensor::empty_device_wide({kWidth}, DType::kF32, device);
     bias_.copy_from_host(b.data(), b.size() * sizeof(float), lease.stream());
     lease->synchronize();
   }
@@ -52,7 +52,7 @@ class TestModel final : public Model {
   }
 
   std::string name() const override { return "test-add4"; }
-  Device& device() const override { return Device::cpu(); }
+  Device& device() const override { return *device_; }
   Shape input_shape() const override { return {kWidth}; }
   Shape output_shape() const override { return {kWidth}; }
   DType dtype() const override { return DType::kF32; }
@@ -114,6 +114,7 @@ class TestModel final : public Model {
 
  private:
   const TestModelOptions options_;
+  Device* device_;
   Tensor bias_;
   mutable std::atomic<int64_t> rows_{0};
   mutable std::mutex mu_;  // guards open_, calls_, batch_sizes_, first_values_

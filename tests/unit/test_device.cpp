@@ -31,6 +31,63 @@ TEST(Device, NamesResolveToOneObject) {
   EXPECT_EQ(&Device::get("cpu").allocator(), &Device::cpu().allocator());
 }
 
+TEST(Device, LogicalCpuDevicesAreSeparateDevicesOnTheHost) {
+  Device& c1 = Device::get("cpu:1");
+  EXPECT_EQ(c1.type(), DeviceType::kCpu);
+  EXPECT_EQ(c1.index(), 1);
+  EXPECT_EQ(c1.name(), "cpu:1");
+  EXPECT_NE(&c1, &Device::cpu());
+  EXPECT_NE(&c1.allocator(), &Device::cpu().allocator());
+  EXPECT_NE(&c1.stream_pool(), &Device::cpu().stream_pool());
+  EXPECT_EQ(&Device::get("cpu:7"), &Device::get("cpu:7"));
+  // The host still counts as one device, listed once.
+  EXPECT_EQ(Device::count(DeviceType::kCpu), 1);
+  // Work runs there as on "cpu".
+  StreamLease lease = c1.stream_pool().acquire();
+  Tensor a = Tensor::from_vector({1.0f, 2.0f}, {2}, lease.stream());
+  Tensor b = ops::add(a, a, lease.stream());
+  EXPECT_EQ(b.to_vector(lease.stream()), (std::vector<float>{2.0f, 4.0f}));
+}
+
+TEST(Device, ListParsesNamesInOrder) {
+  std::vector<Device*> d = Device::list("cpu:1,cpu");
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0]->name(), "cpu:1");
+  EXPECT_EQ(d[1], &Device::cpu());
+  std::vector<Device*> all = Device::list("all");
+  ASSERT_FALSE(all.empty());
+  if (Device::count(DeviceType::kCuda) == 0) {
+    EXPECT_EQ(all, std::vector<Device*>{&Device::cpu()});
+  } else {
+    EXPECT_EQ(all.size(), static_cast<size_t>(Device::count(DeviceType::kCuda)));
+    for (Device* x : all) EXPECT_EQ(x->type(), DeviceType::kCuda);
+  }
+}
+
+TEST(Device, ListRejectsDuplicatesAndEmptyItems) {
+  EXPECT_TRUE(throws_error([] { Device::list("cpu,cpu:0"); }, ErrorCode::kInvalidArgument,
+                           {"[Device::list]", "'cpu,cpu:0'", "cpu twice"}));
+  for (const char* spec : {"", "cpu,", ",cpu", "cpu,,cpu:1"})
+    EXPECT_TRUE(throws_error([&] { Device::list(spec); }, ErrorCode::kInvalidArgument,
+                             {"[Device::list]", "empty device name"}))
+        << spec;
+  EXPECT_TRUE(throws_error([] { Device::list("cpu,tpu"); }, ErrorCode::kInvalidArgument,
+                           {"[Device::get]", "'tpu'"}));
+}
+
+TEST(Device, InjectedFaultFailsHostWaitsUntilCleared) {
+  Device& d = Device::get("cpu:6");
+  StreamLease lease = d.stream_pool().acquire();
+  d.set_fault("test fault 42");
+  EXPECT_TRUE(throws_error([&] { lease->synchronize(); }, ErrorCode::kDeviceError,
+                           {"[Stream::synchronize]", "cpu:6", "test fault 42"}));
+  // Other devices are not affected.
+  StreamLease other = Device::cpu().stream_pool().acquire();
+  EXPECT_NO_THROW(other->synchronize());
+  d.set_fault("");
+  EXPECT_NO_THROW(lease->synchronize());
+}
+
 TEST(Device, ConcurrentGetReturnsTheSameDevice) {
   std::vector<Device*> seen(16, nullptr);
   std::vector<std::thread> threads;

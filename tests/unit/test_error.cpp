@@ -209,9 +209,9 @@ TEST(ErrorCodes, UnavailableCudaSaysWhy) {
   EXPECT_TRUE(throws_error([] { Device::get("cuda:1"); }, ErrorCode::kUnavailable, {"'cuda:1'"}));
 }
 
-TEST(ErrorCodes, UnavailableSecondCpu) {
-  EXPECT_TRUE(throws_error([] { Device::get("cpu:1"); }, ErrorCode::kUnavailable,
-                           {"[Device::get]", "'cpu:1'", "one cpu device"}));
+TEST(ErrorCodes, UnavailableCpuBeyondTheLogicalDevices) {
+  EXPECT_TRUE(throws_error([] { Device::get("cpu:8"); }, ErrorCode::kUnavailable,
+                           {"[Device::get]", "'cpu:8'", "8 logical cpu devices", "'cpu:7'"}));
 }
 
 }  // namespace

@@ -101,7 +101,10 @@ class CpuBackend final : public Backend {
   }
 
   DeviceType type() const noexcept override { return DeviceType::kCpu; }
-  int device_count() const noexcept override { return 1; }
+  // Logical devices "cpu:0".."cpu:7" (Note [Logical cpu devices] in
+  // docs/design.md): each has its own allocator and stream pool; all run on
+  // the host's cores and share its memory.
+  int device_count() const noexcept override { return 8; }
   std::string unavailable_reason() const override { return ""; }
   std::string describe(int) const override {
     return cpu_model_name() + " (" + std::to_string(std::thread::hardware_concurrency()) +
