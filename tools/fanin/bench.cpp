@@ -55,6 +55,8 @@ DType validate(const BenchOptions& o) {
   check_backend_name(o.backend);
   if (o.mode != "direct" && o.mode != "queue")
     throw UsageError("--mode: unknown mode '" + o.mode + "'; available: direct, queue");
+  if (!o.devices.empty() && o.mode != "queue")
+    throw UsageError("--devices: only with --mode queue (direct mode runs on --backend)");
   if (o.mode == "queue") {
     if (o.producers.empty()) throw UsageError("--producers: give at least one count");
     for (int p : o.producers)
@@ -64,6 +66,26 @@ DType validate(const BenchOptions& o) {
     if (o.max_batch < 1) throw UsageError("--max-batch must be >= 1");
     if (o.max_delay_us < 0) throw UsageError("--max-delay-us must be >= 0");
     if (o.max_tokens < 0) throw UsageError("--max-tokens must be >= 0");
+    if (!o.devices.empty() && o.devices != "all") {
+      size_t start = 0;
+      for (;;) {
+        const size_t comma = o.devices.find(',', start);
+        const std::string item = o.devices.substr(start, comma == std::string::npos ? comma : comma - start);
+        const bool cpu_n = item.rfind("cpu:", 0) == 0 && item.size() == 5 && item[4] >= '0' &&
+                           item[4] <= '7';
+        if (!cpu_n) {
+          try {
+            check_backend_name(item);
+          } catch (const UsageError&) {
+            throw UsageError("--devices: unknown device '" + item +
+                             "'; expected a list such as cuda:0,cuda:1 (or cpu, cpu:1..cpu:7), "
+                             "or all");
+          }
+        }
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
     if (o.model == "minilm" && o.model_dir.empty())
       throw UsageError(
           "--model minilm --mode queue needs --model-dir (the texts need the vocabulary)");
@@ -172,6 +194,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--workers", o.workers, "queue mode: engine workers (default 1)");
   cmd->add_option("--max-batch", o.max_batch, "queue mode: max batch size (default 256)");
   cmd->add_option("--max-delay-us", o.max_delay_us, "queue mode: max queue delay (default 100)");
+  cmd->add_option("--devices", o.devices,
+                  "queue mode: serve on these devices, e.g. cuda:0,cuda:1 or all; runs on the "
+                  "first alone, then on all, and reports the scaling (replaces --backend)");
   cmd->add_option("--max-tokens", o.max_tokens,
                   "queue mode, minilm: token budget per batch (default 0: none)");
   cmd->add_option("--batches", o.batches, "minilm: batch sizes (default 1,8,32,128,512)")
@@ -199,7 +224,7 @@ int run_bench(const BenchOptions& o) {
     j["commit"] = build_commit();
     j["date"] = started;
     j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
-    j["backend"] = o.backend;
+    j["backend"] = o.devices.empty() ? o.backend : o.devices;
     j["mode"] = o.model == "minilm" && o.mode != "queue" ? "batch" : o.mode;
     j["seconds"] = o.seconds;
     const std::string text = j.dump(2);

@@ -38,6 +38,7 @@ struct BenchOptions {
   int max_batch = 256;
   int max_delay_us = 100;
   int64_t max_tokens = 0;   // token budget per batch (minilm queue); 0: none
+  std::string devices;      // queue mode: "cuda:0,cuda:1" or "all" (Note [Bench device sets])
   // --model minilm (bench_minilm.cpp)
   std::vector<int> batches{1, 8, 32, 128, 512};
   std::vector<int> seqs{16, 128};

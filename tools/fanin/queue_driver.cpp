@@ -1,5 +1,7 @@
 #include "queue_driver.h"
 
+#include "fanin/device.h"
+
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -77,6 +79,38 @@ QueueRun drive_queue(Engine& engine, int producers, int window, double warmup, d
   r.fill.resize(after.batch_fill.size());
   for (size_t i = 0; i < r.fill.size(); ++i) r.fill[i] = after.batch_fill[i] - before.batch_fill[i];
   return r;
+}
+
+std::vector<std::vector<Device*>> bench_device_sets(const std::string& devices,
+                                                    const std::string& backend) {
+  if (devices.empty()) return {{&Device::get(backend)}};
+  std::vector<Device*> all = Device::list(devices);
+  if (all.size() == 1) return {all};
+  return {{all.front()}, all};
+}
+
+std::string device_names(const std::vector<Device*>& devices) {
+  std::string out;
+  for (Device* d : devices) out += (out.empty() ? "" : ",") + d->name();
+  return out;
+}
+
+nlohmann::json devices_json(const std::vector<Device*>& devices) {
+  nlohmann::json out = nlohmann::json::array();
+  for (Device* d : devices) out.push_back({{"name", d->name()}, {"description", d->description()}});
+  return out;
+}
+
+nlohmann::json speedups(const nlohmann::json& first, const nlohmann::json& all, const char* key) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < first.size() && i < all.size(); ++i) {
+    const double base = first[i][key].get<double>();
+    out.push_back({{"producers", all[i]["producers"]},
+                   {"first_device", base},
+                   {"all_devices", all[i][key]},
+                   {"speedup", base > 0 ? all[i][key].get<double>() / base : 0.0}});
+  }
+  return out;
 }
 
 }  // namespace fanin::cli

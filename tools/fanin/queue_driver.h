@@ -8,9 +8,19 @@
 // yield and counted. Throughput counts results inside the measured interval.
 // The mean batch size and the fill histogram come from the engine's own
 // metrics, taken as differences over the interval.
+//
+// Note [Bench device sets]
+// With --devices A,B,... queue mode runs twice: on A alone, then on every
+// listed device (one model replica each, load_replicas), the same producer
+// counts each time, so that the JSON holds the scaling ratio measured in one
+// run ("scaling": per producer count, rate on all / rate on the first).
+// Without --devices it runs once on --backend.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
+#include <string>
 #include <functional>
 #include <future>
 #include <vector>
@@ -36,5 +46,16 @@ struct QueueRun {
 QueueRun drive_queue(Engine& engine, int producers, int window, double warmup, double seconds,
                      const std::function<std::future<Response>(int p, uint64_t k)>& submit,
                      const std::function<void(int p, uint64_t k)>& measured = {});
+
+// Note [Bench device sets]: the device sets to run, in order.
+std::vector<std::vector<Device*>> bench_device_sets(const std::string& devices,
+                                                    const std::string& backend);
+// "cuda:0,cuda:1".
+std::string device_names(const std::vector<Device*>& devices);
+// [{"name", "description"}, ...].
+nlohmann::json devices_json(const std::vector<Device*>& devices);
+// Per producer count of `all`: `key` of `all` / `key` of `first`.
+nlohmann::json speedups(const nlohmann::json& first, const nlohmann::json& all,
+                        const char* key);
 
 }  // namespace fanin::cli
