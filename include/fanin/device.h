@@ -74,6 +74,11 @@ class Device {
   // The device's default stream pool (32 slots), created on first use.
   StreamPool& stream_pool();
 
+  // Throws DeviceError when the device no longer works: a sticky fault of
+  // its CUDA context, or an injected one (set_fault). Waits for the work
+  // queued on the device: meant for after a failure, not the hot path.
+  void check_health() const;
+
   // Testing: makes every later host wait on this device (Stream::synchronize,
   // Event::synchronize) throw DeviceError naming `reason`, as an
   // asynchronous device fault would; an empty reason clears it.

@@ -143,6 +143,10 @@ class Backend {
   // Why device_count() is 0 (empty when devices exist).
   virtual std::string unavailable_reason() const = 0;
   virtual std::string describe(int device_index) const = 0;
+  // Throws DeviceError when the device no longer works (CUDA: a sticky
+  // error of its context). May wait for the device's queued work: called
+  // only after a failure (Note [Engine devices]). Default: always works.
+  virtual void check_device(int device_index) { (void)device_index; }
 
   virtual std::unique_ptr<StreamImpl> create_stream(int device_index) = 0;
   virtual std::unique_ptr<EventImpl> create_event(int device_index) = 0;

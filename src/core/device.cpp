@@ -162,6 +162,11 @@ void Device::throw_if_faulted(const char* op) const {
   FANIN_THROW(kDeviceError, "[", op, "] device ", name_, " failed: ", reason);
 }
 
+void Device::check_health() const {
+  backend_->check_device(index_);
+  throw_if_faulted("Device::check_health");
+}
+
 StreamPool& Device::stream_pool() {
   std::call_once(pool_once_, [this] { pool_ = std::make_unique<StreamPool>(*this); });
   return *pool_;

@@ -486,13 +486,13 @@ class EngineImpl {
     exit_cv_.notify_all();
   }
 
-  // Note [Engine devices]: after a batch failed on `wk`'s device, a host
-  // wait on the worker's stream tells a broken device (the wait throws
-  // DeviceError: a sticky CUDA error, an injected fault) from a failure of
-  // the batch alone (the wait succeeds; the device stays in rotation).
-  bool device_still_works(Worker& wk) noexcept {
+  // Note [Engine devices]: after a batch failed on `wk`'s device, the
+  // device's health check tells a broken device (a sticky CUDA error, an
+  // injected fault) from a failure of the batch alone (the device stays in
+  // rotation).
+  static bool device_still_works(Worker& wk) noexcept {
     try {
-      wk.lease.stream().synchronize();
+      wk.replica->device->check_health();
       return true;
     } catch (const Error& e) {
       return e.code() != ErrorCode::kDeviceError;

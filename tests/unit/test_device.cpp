@@ -84,8 +84,11 @@ TEST(Device, InjectedFaultFailsHostWaitsUntilCleared) {
   // Other devices are not affected.
   StreamLease other = Device::cpu().stream_pool().acquire();
   EXPECT_NO_THROW(other->synchronize());
+  EXPECT_TRUE(throws_error([&] { d.check_health(); }, ErrorCode::kDeviceError,
+                           {"[Device::check_health]", "cpu:6", "test fault 42"}));
   d.set_fault("");
   EXPECT_NO_THROW(lease->synchronize());
+  EXPECT_NO_THROW(d.check_health());
 }
 
 TEST(Device, ConcurrentGetReturnsTheSameDevice) {

@@ -86,6 +86,14 @@ class CudaBackend final : public Backend {
   int device_count() const noexcept override { return probe().count; }
   std::string unavailable_reason() const override { return probe().reason; }
 
+  void check_device(int device) override {
+    DeviceGuard guard(device);
+    // A sticky error (illegal address, trap, ECC) is returned by every call
+    // from then on; a device-wide synchronize also surfaces one still in
+    // flight.
+    FANIN_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
   std::string describe(int device) const override {
     cudaDeviceProp prop{};
     FANIN_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
