@@ -19,6 +19,14 @@
  *   thread at any moment, racing the drain. To keep the search short,
  *   request 0 has only a deadline, request 1 only a token, request 2
  *   neither.
+ * - -DLANES: three workers on two devices (lanes, Note [Queue lanes]):
+ *   workers 0 and 1 on lane 0, worker 2 on lane 1. A batch that throws may
+ *   find its device broken (Device::check_health); the first worker of
+ *   that device to see it retires the lane: the lane's waiting workers get
+ *   closed, every lane is woken, and the last lane to go closes the queue
+ *   and fails what is queued with Unavailable. A sibling that finds the
+ *   device already retired just exits. Requests as in the default.
+ *   notify_one waking any waiter covers pick_lane's choice of lane.
  * A moment may be "never" in effect: a token cancelled after its request
  *   resolved, a deadline that does not pass, a drain whose timeout does not
  *   fire, a cancel() after everything ended. So these runs cover plain
@@ -56,8 +64,15 @@
  * - Cancelled only from a cancelled token or an engine cancel.
  */
 
+#ifdef LANES
+#define NPROD   2   /* producers, one request each; request id = producer id */
+#define NWORK   3   /* workers 0 and 1 on lane 0, worker 2 on lane 1 */
+#define NLANES  2
+#define LANE(w) (w == 2 -> 1 : 0)
+#else
 #define NPROD   3   /* producers, one request each; request id = producer id */
 #define NWORK   2
+#endif
 #define QLEN    2   /* EngineOptions::max_queue_length */
 #define MAXB    2   /* EngineOptions::max_batch_size */
 #define BUDGET  2   /* EngineOptions::max_tokens_per_batch */
@@ -66,6 +81,7 @@
 #define CANCELLED 2
 #define DEADLINE  3
 #define DEVERR    4
+#define UNAVAIL   5
 #define GONE      255  /* batch slot whose request failed its launch check */
 
 /* ---- BatchQueue (guarded by mu_) ---- */
@@ -76,6 +92,12 @@ byte idle = 0;               /* idle_ */
 byte filling = 0;            /* filling_ */
 bool qwait[NWORK];           /* waiting on cv_, not yet notified */
 bool in_idle[NWORK];         /* the wait is cv_.wait (untimed) */
+
+#ifdef LANES
+bool retired[NLANES];        /* Lane::retired */
+bool healthy[NLANES];        /* Replica::healthy, inverted: true once a worker claimed the retire */
+byte live_lanes = NLANES;    /* live_lanes_ */
+#endif
 
 /* ---- EngineImpl ---- */
 bool cancelling = false;     /* cancelling_ (atomic) */
@@ -102,12 +124,21 @@ inline q_notify_one() {
     if
     :: qwait[0] -> qwait[0] = false
     :: qwait[1] -> qwait[1] = false
+#ifdef LANES
+    :: qwait[2] -> qwait[2] = false
+#endif
     :: else -> skip
     fi;
     pending--
   }
 }
+#ifdef LANES
+inline q_notify_all() { atomic { qwait[0] = false; qwait[1] = false; qwait[2] = false; pending-- } }
+#define ALL_EXITED (exited[0] && exited[1] && exited[2])
+#else
 inline q_notify_all() { atomic { qwait[0] = false; qwait[1] = false; pending-- } }
+#define ALL_EXITED (exited[0] && exited[1])
+#endif
 
 /* Time passes: a deadline may now be past. */
 inline maybe_expire(r) {
@@ -204,7 +235,7 @@ proctype Worker(byte w) {
   byte batch[MAXB]; byte nb = 0;  /* Formed::batch */
   byte btok = 0;                  /* tokens in the batch being formed */
   byte st = RUNNING;
-  bool closed_out = false; bool more = false; bool stop = false;
+  bool closed_out = false; bool more = false; bool stop = false; bool retiring = false;
   byte r = 0; byte k = 0;
   do
   :: /* ---- BatchQueue::next_batch: each pass of its loop holds mu_ ---- */
@@ -216,10 +247,18 @@ proctype Worker(byte w) {
           :: else -> skip
           fi;
           if
+#ifdef LANES
+          :: retired[LANE(w)] -> closed_out = true; st = FORMED   /* Lane::retired */
+          :: !retired[LANE(w)] && len(q) == 0 && closed -> closed_out = true; st = FORMED
+          :: !retired[LANE(w)] && len(q) == 0 && !closed ->
+             idle++; in_idle[w] = true; qwait[w] = true; st = IDLE    /* cv_.wait */
+          :: !retired[LANE(w)] && len(q) > 0 ->
+#else
           :: len(q) == 0 && closed -> closed_out = true; st = FORMED
           :: len(q) == 0 && !closed ->
              idle++; in_idle[w] = true; qwait[w] = true; st = IDLE    /* cv_.wait */
           :: len(q) > 0 ->
+#endif
              /* BatchQueue::due: closed, ready(), or the oldest waited max_queue_delay */
              if
              :: closed || READY -> st = FORMED
@@ -250,7 +289,7 @@ proctype Worker(byte w) {
              fi
           fi;
           if
-          :: st == FORMED ->                          /* wake another if more waits */
+          :: st == FORMED && !closed_out ->           /* wake another if more waits */
              more = (len(q) > 0 && (idle > 0 || filling > 0));
              if :: more -> pending++ :: else -> skip fi
           :: else -> skip
@@ -267,6 +306,7 @@ proctype Worker(byte w) {
         fi
      od;
      /* After unlocking: notify_one if more waits, then run_batch. */
+
      atomic {
        if :: more -> q_notify_one(); more = false :: else -> skip fi;
        /* ---- run_batch: launch-time checks (token, cancelling_, deadline) ---- */
@@ -291,6 +331,35 @@ proctype Worker(byte w) {
           :: k < nb -> if :: batch[k] != GONE -> resolve(batch[k], DEVERR) :: else -> skip fi; k++
           :: else -> break
           od
+#ifdef LANES
+       :: nb > 0 ->              /* it threw and the health check failed: retire_device */
+          do
+          :: k < nb -> if :: batch[k] != GONE -> resolve(batch[k], DEVERR) :: else -> skip fi; k++
+          :: else -> break
+          od;
+          k = 0;
+          if
+          :: !healthy[LANE(w)] ->                     /* healthy.exchange(false) won */
+             healthy[LANE(w)] = true;
+             /* BatchQueue::retire_lane under mu_ (then notify_all on every lane) */
+             retired[LANE(w)] = true;
+             live_lanes--;
+             if
+             :: live_lanes == 0 ->                    /* take_all_locked: close, hand back */
+                closed = true;
+                do
+                :: len(q) > 0 -> q?r; tokens = tokens - COST(r); resolve(r, UNAVAIL)
+                :: else -> break
+                od;
+                r = 0
+             :: else -> skip
+             fi;
+             pending++;
+             retiring = true
+          :: else -> skip                             /* a sibling worker retired it */
+          fi;
+          closed_out = true                           /* run_worker: !healthy -> exit */
+#endif
        :: true ->                                     /* computed */
           do
           :: k < nb ->
@@ -311,6 +380,9 @@ proctype Worker(byte w) {
        od;
        k = 0; nb = 0
      };
+#ifdef LANES
+     if :: retiring -> q_notify_all(); retiring = false :: else -> skip fi;
+#endif
      if :: closed_out -> break :: else -> skip fi
   od;
   live--;                                             /* under exit_mu_ */
@@ -344,7 +416,7 @@ proctype Closer() {
   waiting = false;
   atomic { life == 0 -> life = 1 };
   if :: !in_time -> cancel_now() :: else -> skip fi;
-  (exited[0] && exited[1]);                           /* join_locked */
+  ALL_EXITED;                                         /* join_locked */
   life = 0;
   check_all_resolved()
 }
@@ -356,7 +428,7 @@ proctype Canceller() {
   byte take[QLEN]; byte ntake = 0; byte r = 0; byte k = 0;
   atomic { life == 0 -> life = 1 };
   cancel_now();
-  (exited[0] && exited[1]);                           /* join_locked */
+  ALL_EXITED;                                         /* join_locked */
   life = 0;
   check_all_resolved()
 }
@@ -370,7 +442,11 @@ end:
   atomic {
     len(q) > 0 && pending == 0 &&
     (exited[0] || (in_idle[0] && qwait[0])) &&
-    (exited[1] || (in_idle[1] && qwait[1])) ->
+    (exited[1] || (in_idle[1] && qwait[1])) &&
+#ifdef LANES
+    (exited[2] || (in_idle[2] && qwait[2])) &&
+#endif
+    true ->
     assert(false)
   }
 }
@@ -379,7 +455,13 @@ init {
   byte k = 0;
   atomic {
     run Worker(0); run Worker(1);
-    run Producer(0); run Producer(1); run Producer(2);
+#ifdef LANES
+    run Worker(2);
+#endif
+    run Producer(0); run Producer(1);
+#ifndef LANES
+    run Producer(2);
+#endif
     run Closer();
 #ifdef CONCURRENT_CANCEL
     run Canceller()

@@ -3,7 +3,7 @@
 # invalid end states). Exits non-zero on any error or on a search that did
 # not complete (depth or memory bound hit). Needs spin and a C compiler.
 #   verify/run.sh            all models
-#   verify/run.sh NAME...    only these (batch_queue, batch_queue_cancel, stream_pool)
+#   verify/run.sh NAME...    only these (batch_queue, batch_queue_cancel, batch_queue_lanes, stream_pool)
 # SPIN and CC override the tools; FANIN_SPIN_MEMLIM the memory bound (MB).
 set -euo pipefail
 
@@ -24,6 +24,7 @@ trap 'rm -rf "$work"' EXIT
 checks=(
   "batch_queue batch_queue.pml"
   "batch_queue_cancel batch_queue.pml -DCONCURRENT_CANCEL"
+  "batch_queue_lanes batch_queue.pml -DLANES"
   "stream_pool stream_pool.pml"
 )
 
