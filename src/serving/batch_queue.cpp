@@ -1,26 +1,65 @@
 #include "serving/batch_queue.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "core/check.h"
 
 namespace fanin::serving {
 
-BatchQueue::BatchQueue(QueueConfig config, int lanes)
-    : config_(std::move(config)), lanes_(static_cast<size_t>(std::max(lanes, 1))) {
+BatchQueue::BatchQueue(QueueConfig config, int lanes, int workers_per_lane)
+    : config_(std::move(config)),
+      lanes_(static_cast<size_t>(std::max(lanes, 1))),
+      workers_per_lane_(std::max(workers_per_lane, 1)) {
   levels_.resize(static_cast<size_t>(config_.priority_levels));
   live_lanes_ = static_cast<int>(lanes_.size());
+}
+
+double BatchQueue::finish_us(const Lane& lane, double k, Clock::time_point now) const {
+  double est = lane.ewma_us;
+  if (lane.running == 0 && est > 0) {
+    const double idle_ms = std::chrono::duration<double, std::milli>(now - lane.last_done).count();
+    if (idle_ms > 0)
+      est *= std::exp2(-idle_ms / static_cast<double>(kRouteDecay.count()));
+  }
+  return est * (1.0 + (static_cast<double>(lane.running) + k - 1.0) / workers_per_lane_);
+}
+
+bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry) const {
+  if (lanes_.size() == 1) return true;
+  const Lane& lane = lanes_[static_cast<size_t>(l)];
+  if (lane.ewma_us <= 0) return true;  // not measured yet: try it
+  const double max_n = static_cast<double>(config_.max_batch_size);
+  const double k = std::max(1.0, std::ceil(static_cast<double>(count_) / max_n));
+  // This lane would finish the front batch at `mine`; left to another
+  // lane, it (and the rest queued) would be done at that lane's F.
+  const double mine = finish_us(lane, 1.0, now);
+  double best = mine;
+  for (const Lane& m : lanes_)
+    if (&m != &lane && !m.retired && m.ewma_us > 0) best = std::min(best, finish_us(m, k, now));
+  if (mine <= kRouteSlack * best) return true;
+  if (retry != nullptr) {
+    // Idle, its estimate halves every kRouteDecay: when would it pass?
+    const double halvings = std::log2(mine / (kRouteSlack * best));
+    const auto wait = std::chrono::duration<double, std::milli>(
+        std::min(halvings, 1.0) * static_cast<double>(kRouteDecay.count()));
+    *retry = now + std::max(std::chrono::duration_cast<Clock::duration>(wait),
+                            Clock::duration(std::chrono::microseconds(50)));
+  }
+  return false;
 }
 
 int BatchQueue::pick_lane() {
   const int n = static_cast<int>(lanes_.size());
   if (n == 1) return lanes_[0].idle + lanes_[0].filling > 0 ? 0 : -1;
+  const Clock::time_point now = Clock::now();
   int best = -1;
   for (int k = 0; k < n; ++k) {
     const int l = (rotate_ + k) % n;
     const Lane& lane = lanes_[static_cast<size_t>(l)];
-    if (lane.retired || lane.idle + lane.filling == 0) continue;
+    if (lane.retired || lane.idle + lane.filling == 0 || !eligible(l, now, nullptr)) continue;
     if (best < 0 || lane.running < lanes_[static_cast<size_t>(best)].running) best = l;
   }
   if (best >= 0) rotate_ = (best + 1) % n;
@@ -92,11 +131,18 @@ void BatchQueue::form(Clock::time_point now, Formed& out) {
   }
 }
 
-Formed BatchQueue::next_batch(int lane_index, bool finished_previous) {
+Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double batch_us) {
   Formed out;
   Lane& lane = lanes_[static_cast<size_t>(lane_index)];
   std::unique_lock<std::mutex> lock(mu_);
-  if (finished_previous) --lane.running;
+  if (finished_previous) {
+    --lane.running;
+    if (lanes_.size() > 1) {
+      lane.last_done = Clock::now();
+      if (batch_us > 0)
+        lane.ewma_us = lane.ewma_us <= 0 ? batch_us : lane.ewma_us + 0.25 * (batch_us - lane.ewma_us);
+    }
+  }
   for (;;) {
     if (lane.retired) {
       out.closed = true;
@@ -117,6 +163,18 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous) {
     const Clock::time_point now = Clock::now();
     Clock::time_point wake;
     if (due(now, &wake)) {
+      Clock::time_point retry;
+      if (!eligible(lane_index, now, &retry)) {
+        // Note [Routing by expected finish]: another lane finishes it
+        // sooner; wait (as idle: a push or a retirement may wake us) until
+        // this lane's estimate has decayed, or something changes.
+        ++idle_;
+        ++lane.idle;
+        lane.cv.wait_until(lock, retry);
+        --lane.idle;
+        --idle_;
+        continue;
+      }
       form(now, out);
       if (!out.batch.empty() || !out.expired.empty() || !out.dropped.empty()) break;
       continue;

@@ -135,7 +135,7 @@ class EngineImpl {
              std::vector<std::shared_ptr<const SentenceEncoder>> encoders, EngineOptions options)
       : options_(std::move(options)),
         replicas_(make_replicas(models, encoders)),
-        queue_(make_config(), static_cast<int>(replicas_.size())) {
+        queue_(make_config(), static_cast<int>(replicas_.size()), options_.workers) {
     const Replica& first = *replicas_.front();
     text_ = first.encoder != nullptr;
     if (!text_) {
@@ -308,6 +308,9 @@ class EngineImpl {
     std::vector<uint8_t> in_bytes, out_bytes;
     std::vector<int32_t> ids, lengths;  // text batches
     std::map<int, GraphEntry> graphs;  // padded batch size -> captured forward
+    // The last batch's time for routing (Note [Routing by expected
+    // finish]); 0 when it is no sample (it captured a graph, or failed).
+    double last_batch_us = 0;
   };
 
   // Note [Engine devices]: checks the replicas and wraps them.
@@ -466,8 +469,9 @@ class EngineImpl {
     Worker& wk = workers_[static_cast<size_t>(w)];
     bool had_batch = false;
     for (;;) {
-      Formed f = queue_.next_batch(wk.lane, had_batch);
+      Formed f = queue_.next_batch(wk.lane, had_batch, wk.last_batch_us);
       had_batch = !f.batch.empty();
+      wk.last_batch_us = 0;
       const Clock::time_point now = Clock::now();
       for (const RequestPtr& r : f.expired)
         fail(r, ErrorCode::kDeadlineExceeded,
@@ -563,6 +567,7 @@ class EngineImpl {
     if (run.empty()) return;
     const int n = static_cast<int>(run.size());
     const size_t esize = dtype_size(out_dtype_);
+    const size_t graphs_before = wk.graphs.size();
     try {
       Stream& s = wk.lease.stream();
       if (!text_) launch_tensor(wk, run, s);
@@ -585,6 +590,7 @@ class EngineImpl {
     call_hook(options_.on_batch_computed, n);
     const Clock::time_point done = Clock::now();
     const double compute_us = micros(done - formed);
+    wk.last_batch_us = graphs_before == wk.graphs.size() ? compute_us : 0;
     // Decide and count every outcome first, then resolve (Note [Engine lifetime]).
     std::vector<double> queue_us(static_cast<size_t>(n));
     std::vector<char> discard(static_cast<size_t>(n));

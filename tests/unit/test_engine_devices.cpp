@@ -149,6 +149,59 @@ TEST(EngineDevices, AFasterDeviceTakesMoreBatches) {
       << "slow " << m.devices[0].batches << ", fast " << m.devices[1].batches;
 }
 
+// Note [Routing by expected finish]: one closed-loop client is served by
+// the faster device once both are measured; the slower one is not handed
+// requests the faster one would finish sooner.
+TEST(EngineDevices, OneClientStaysOnTheFasterDevice) {
+  TestModelOptions fast, slow;
+  fast.delay = 300us;
+  slow.delay = 5ms;
+  std::vector<std::shared_ptr<TestModel>> models{
+      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
+      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  Engine engine(as_replicas(models), eager(1, 1));
+  for (int i = 0; i < 100; ++i) {
+    auto f = engine.submit(row_for(static_cast<float>(i)));
+    ASSERT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
+  }
+  // The slow device runs its first (measuring) batch, and at most a retry
+  // once its idle estimate has decayed (100 ms per halving).
+  EXPECT_LE(models[0]->calls(), 3) << "fast device: " << models[1]->calls();
+}
+
+// Many clients, a device 20x slower than the other (as a CPU next to a
+// GPU): it takes a small share, not a batch whenever it is free.
+TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
+  TestModelOptions fast, slow;
+  fast.delay = 1ms;
+  slow.delay = 20ms;
+  std::vector<std::shared_ptr<TestModel>> models{
+      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
+      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  EngineOptions opt = eager(1, 16);
+  Engine engine(as_replicas(models), opt);
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 32; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; !stop.load(); ++i) {
+        const float id = static_cast<float>(c * 1000 + i % 1000);
+        auto f = engine.submit(row_for(id));
+        if (!succeeded_with(await(f), row_for(id))) failures.fetch_add(1);
+      }
+    });
+  }
+  std::this_thread::sleep_for(600ms);
+  stop.store(true);
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EngineMetrics m = engine.metrics();
+  EXPECT_GT(m.devices[1].batches, 100u);
+  EXPECT_LT(m.devices[0].batches * 20, m.devices[1].batches)
+      << "slow " << m.devices[0].batches << " batches, fast " << m.devices[1].batches;
+}
+
 // The acceptance case: one device fails; only its in-flight batch fails,
 // it leaves rotation with a log line and a metric, and the requests that
 // were queued meanwhile run on the other device.
