@@ -17,12 +17,18 @@ BatchQueue::BatchQueue(QueueConfig config, int lanes, int workers_per_lane)
   live_lanes_ = static_cast<int>(lanes_.size());
 }
 
+double BatchQueue::half_life_ms(const Lane& lane) {
+  // A probe of a slow lane costs about one of its batches, so its estimate
+  // decays the slower the longer its batches: probes take at most ~1/16 of
+  // the time, and at least kRouteDecay passes per halving.
+  return std::max(static_cast<double>(kRouteDecay.count()), 16.0 * lane.ewma_us / 1000.0);
+}
+
 double BatchQueue::finish_us(const Lane& lane, double k, Clock::time_point now) const {
   double est = lane.ewma_us;
   if (lane.running == 0 && est > 0) {
     const double idle_ms = std::chrono::duration<double, std::milli>(now - lane.last_done).count();
-    if (idle_ms > 0)
-      est *= std::exp2(-idle_ms / static_cast<double>(kRouteDecay.count()));
+    if (idle_ms > 0) est *= std::exp2(-idle_ms / half_life_ms(lane));
   }
   return est * (1.0 + (static_cast<double>(lane.running) + k - 1.0) / workers_per_lane_);
 }
@@ -43,8 +49,8 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
   if (retry != nullptr) {
     // Idle, its estimate halves every kRouteDecay: when would it pass?
     const double halvings = std::log2(mine / (kRouteSlack * best));
-    const auto wait = std::chrono::duration<double, std::milli>(
-        std::min(halvings, 1.0) * static_cast<double>(kRouteDecay.count()));
+    const auto wait = std::chrono::duration<double, std::milli>(std::min(halvings, 1.0) *
+                                                                half_life_ms(lane));
     *retry = now + std::max(std::chrono::duration_cast<Clock::duration>(wait),
                             Clock::duration(std::chrono::microseconds(50)));
   }

@@ -39,9 +39,10 @@
 //   mine = F(l, 1),  others: F(m, k),
 //   F(m, k) = est(m) * (1 + (running(m) + k - 1) / workers(m)),
 // k = batches' worth queued (>= 1), est(m) = the EWMA, decayed by half per
-// kRouteDecay while the lane runs nothing (an estimate from long ago, or
-// inflated by a warm-up, must not bench a device for good: a lane left idle
-// becomes eligible again and is re-measured). A lane with no estimate yet
+// max(kRouteDecay, 16 x EWMA) while the lane runs nothing (an estimate from
+// long ago, or inflated by a warm-up, must not bench a device for good: a
+// lane left idle becomes eligible again and is re-measured; the longer its
+// batches, the rarer such probes, so they cost a few percent at most). A lane with no estimate yet
 // is always eligible and never holds others back. A waiter of an
 // ineligible lane sleeps until it would become eligible (timed, counted as
 // idle, so a push can still wake it). Among eligible waiting lanes the one
@@ -145,6 +146,7 @@ class BatchQueue {
   static constexpr double kRouteSlack = 1.5;
   static constexpr std::chrono::milliseconds kRouteDecay{100};
   double finish_us(const Lane& lane, double k, Clock::time_point now) const;  // under mu_: F
+  static double half_life_ms(const Lane& lane);  // of an idle lane's estimate
   // Under mu_: lane may take the next batch; if not, *retry is when it
   // might (its estimate decays).
   bool eligible(int lane, Clock::time_point now, Clock::time_point* retry) const;

@@ -1,4 +1,5 @@
-// A real, sticky CUDA fault under an Engine over {cuda:0, cpu:1} (issue 7):
+// A real, sticky CUDA fault under an Engine over {cuda:0, cpu:1} (issue 7),
+// the cpu replica slowed so that the routing prefers the GPU:
 // a model whose forward, once poisoned, launches a kernel that writes
 // through a null pointer. The CUDA context of cuda:0 is then dead for the
 // rest of the process. Checked: the failing batch fails with DeviceError,
@@ -13,6 +14,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/cuda/cuda_stream.h"
@@ -50,6 +52,25 @@ class PoisonedMlp final : public fanin::Model {
   std::shared_ptr<fanin::Mlp> inner_;
 };
 
+// The cpu replica, slowed so that the GPU is the device the routing
+// prefers (Note [Routing by expected finish]) and the poisoned forward runs.
+class SlowedModel final : public fanin::Model {
+ public:
+  explicit SlowedModel(std::shared_ptr<fanin::Model> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  fanin::Device& device() const override { return inner_->device(); }
+  fanin::Shape input_shape() const override { return inner_->input_shape(); }
+  fanin::Shape output_shape() const override { return inner_->output_shape(); }
+  fanin::DType dtype() const override { return inner_->dtype(); }
+  fanin::Tensor forward(const fanin::Tensor& x, fanin::Stream& stream) const override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return inner_->forward(x, stream);
+  }
+
+ private:
+  std::shared_ptr<fanin::Model> inner_;
+};
+
 }  // namespace
 
 int main() {
@@ -61,7 +82,7 @@ int main() {
   MlpConfig cfg;
   cfg.dims = {64, 128, 64};
   auto gpu = std::make_shared<PoisonedMlp>(Mlp::random(cfg, 5, Device::get("cuda:0")));
-  auto cpu = Mlp::random(cfg, 5, Device::get("cpu:1"));
+  auto cpu = std::make_shared<SlowedModel>(Mlp::random(cfg, 5, Device::get("cpu:1")));
   std::vector<std::string> log;
   EngineOptions opt;
   opt.workers = 1;
