@@ -20,8 +20,9 @@ BatchQueue::BatchQueue(QueueConfig config, int lanes, int workers_per_lane)
 double BatchQueue::half_life_ms(const Lane& lane) {
   // A probe of a slow lane costs about one of its batches, so its estimate
   // decays the slower the longer its batches: probes take at most ~1/16 of
-  // the time, and at least kRouteDecay passes per halving.
-  return std::max(static_cast<double>(kRouteDecay.count()), 16.0 * lane.ewma_us / 1000.0);
+  // the time; between kRouteDecay and kRouteDecayMax per halving.
+  return std::clamp(16.0 * lane.ewma_us / 1000.0, static_cast<double>(kRouteDecay.count()),
+                    static_cast<double>(kRouteDecayMax.count()));
 }
 
 double BatchQueue::finish_us(const Lane& lane, double k, Clock::time_point now) const {
@@ -39,6 +40,17 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
   if (lane.ewma_us <= 0) return true;  // not measured yet: try it
   const double max_n = static_cast<double>(config_.max_batch_size);
   const double k = std::max(1.0, std::ceil(static_cast<double>(count_) / max_n));
+  // A lane not measured yet and waiting gets the only batch first: else a
+  // measured lane whose worker comes back sooner would take every request
+  // before the woken waiter runs, and the other lane would never be measured.
+  if (k == 1.0) {
+    for (const Lane& m : lanes_) {
+      if (&m != &lane && !m.retired && m.ewma_us <= 0 && m.idle + m.filling > 0) {
+        if (retry != nullptr) *retry = now + std::chrono::milliseconds(1);
+        return false;
+      }
+    }
+  }
   // This lane would finish the front batch at `mine`; left to another
   // lane, it (and the rest queued) would be done at that lane's F.
   const double mine = finish_us(lane, 1.0, now);
@@ -145,8 +157,17 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
     --lane.running;
     if (lanes_.size() > 1) {
       lane.last_done = Clock::now();
-      if (batch_us > 0)
-        lane.ewma_us = lane.ewma_us <= 0 ? batch_us : lane.ewma_us + 0.25 * (batch_us - lane.ewma_us);
+      // Note [Routing by expected finish]: the lane's first sample is its
+      // warm-up (library plans, first launches) and is dropped; later ones
+      // move the estimate by at most 4x each.
+      if (batch_us > 0 && ++lane.samples > 1) {
+        if (lane.ewma_us <= 0) {
+          lane.ewma_us = batch_us;
+        } else {
+          const double s = std::clamp(batch_us, lane.ewma_us / 4, lane.ewma_us * 4);
+          lane.ewma_us += 0.25 * (s - lane.ewma_us);
+        }
+      }
     }
   }
   for (;;) {

@@ -38,12 +38,15 @@
 // finish the work queued:
 //   mine = F(l, 1),  others: F(m, k),
 //   F(m, k) = est(m) * (1 + (running(m) + k - 1) / workers(m)),
-// k = batches' worth queued (>= 1), est(m) = the EWMA, decayed by half per
-// max(kRouteDecay, 16 x EWMA) while the lane runs nothing (an estimate from
-// long ago, or inflated by a warm-up, must not bench a device for good: a
-// lane left idle becomes eligible again and is re-measured; the longer its
-// batches, the rarer such probes, so they cost a few percent at most). A lane with no estimate yet
-// is always eligible and never holds others back. A waiter of an
+// k = batches' worth queued (>= 1), est(m) = the EWMA (the lane's first
+// batch, its warm-up, is no sample; later samples move it at most 4x), decayed
+// by half per 16 x EWMA (within 0.1..1 s) while the lane runs nothing: an
+// estimate from long ago must not bench a device for good, so a lane left
+// idle becomes eligible again and is re-measured, and the longer its
+// batches, the rarer such probes, so they cost a few percent at most. A lane with no estimate yet
+// is always eligible and, while it waits and one batch's worth is queued,
+// goes first (else a measured lane whose worker returns sooner takes every
+// request before the woken waiter runs, and the new lane is never measured). A waiter of an
 // ineligible lane sleeps until it would become eligible (timed, counted as
 // idle, so a push can still wake it). Among eligible waiting lanes the one
 // running the fewest batches wins, ties rotating, so equal devices share
@@ -141,10 +144,12 @@ class BatchQueue {
     int running = 0;  // batches handed to this lane and not reported done
     bool retired = false;
     double ewma_us = 0;            // batch time estimate; 0: none yet
+    int samples = 0;               // batch times reported (the first is dropped)
     Clock::time_point last_done;   // when its last batch was reported done
   };
   static constexpr double kRouteSlack = 1.5;
   static constexpr std::chrono::milliseconds kRouteDecay{100};
+  static constexpr std::chrono::milliseconds kRouteDecayMax{1000};
   double finish_us(const Lane& lane, double k, Clock::time_point now) const;  // under mu_: F
   static double half_life_ms(const Lane& lane);  // of an idle lane's estimate
   // Under mu_: lane may take the next batch; if not, *retry is when it

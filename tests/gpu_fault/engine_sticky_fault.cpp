@@ -63,7 +63,7 @@ class SlowedModel final : public fanin::Model {
   fanin::Shape output_shape() const override { return inner_->output_shape(); }
   fanin::DType dtype() const override { return inner_->dtype(); }
   fanin::Tensor forward(const fanin::Tensor& x, fanin::Stream& stream) const override {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return inner_->forward(x, stream);
   }
 

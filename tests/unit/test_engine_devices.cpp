@@ -164,9 +164,13 @@ TEST(EngineDevices, OneClientStaysOnTheFasterDevice) {
     auto f = engine.submit(row_for(static_cast<float>(i)));
     ASSERT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
   }
-  // The slow device runs its first (measuring) batch, and at most a retry
-  // once its idle estimate has decayed (100 ms per halving).
-  EXPECT_LE(models[0]->calls(), 3) << "fast device: " << models[1]->calls();
+  // The slow device runs its warm-up batch (no sample) and its measuring
+  // batch, then only a probe once its idle estimate has decayed (>= 100 ms
+  // per halving): 2 calls in 38 of 40 runs here, 3 and 4 in the others.
+  // With no routing rule it took about 40 of the 100.
+  EXPECT_LE(models[0]->calls(), 5)
+      << "fast device: " << models[1]->calls()
+      << ", slow saw: " << ::testing::PrintToString(models[0]->first_values());
 }
 
 // Many clients, a device 20x slower than the other (as a CPU next to a
