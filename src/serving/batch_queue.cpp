@@ -17,19 +17,50 @@ BatchQueue::BatchQueue(QueueConfig config, int lanes, int workers_per_lane)
   live_lanes_ = static_cast<int>(lanes_.size());
 }
 
-double BatchQueue::half_life_ms(const Lane& lane) {
+void CostModel::add(double rows, double us) noexcept {
+  if (++samples == 1) return;  // warm-up: library plans, first launches
+  if (measured()) {
+    const double e = estimate(rows);
+    if (e > 0) us = std::clamp(us, e / 4, e * 4);
+  }
+  constexpr double keep = 0.75;
+  s0 = s0 * keep + 1;
+  s1 = s1 * keep + rows;
+  s2 = s2 * keep + rows * rows;
+  t0 = t0 * keep + us;
+  t1 = t1 * keep + rows * us;
+}
+
+double CostModel::estimate(double rows) const noexcept {
+  if (!measured()) return 0;
+  const double mean = t0 / s0;
+  const double det = s0 * s2 - s1 * s1;
+  if (det <= 1e-9 * s0 * s2) return mean;  // one batch size seen: no slope
+  const double b = (s0 * t1 - s1 * t0) / det;
+  if (b <= 0) return mean;
+  const double a = (t0 - b * s1) / s0;
+  return std::max(a, 0.0) + b * rows > 0 ? std::max(a, 0.0) + b * rows : mean;
+}
+
+double BatchQueue::half_life_ms(double est_us) {
   // A probe of a slow lane costs about one of its batches, so its estimate
   // decays the slower the longer its batches: probes take at most ~1/16 of
   // the time; between kRouteDecay and kRouteDecayMax per halving.
-  return std::clamp(16.0 * lane.ewma_us / 1000.0, static_cast<double>(kRouteDecay.count()),
+  return std::clamp(16.0 * est_us / 1000.0, static_cast<double>(kRouteDecay.count()),
                     static_cast<double>(kRouteDecayMax.count()));
 }
 
-double BatchQueue::finish_us(const Lane& lane, double k, Clock::time_point now) const {
-  double est = lane.ewma_us;
+double BatchQueue::front_rows() const {
+  return static_cast<double>(
+      std::clamp<size_t>(count_, 1, static_cast<size_t>(config_.max_batch_size)));
+}
+
+double BatchQueue::finish_us(const Lane& lane, double k, double rows,
+                             Clock::time_point now) const {
+  double est = lane.cost.estimate(rows);
   if (lane.running == 0 && est > 0) {
     const double idle_ms = std::chrono::duration<double, std::milli>(now - lane.last_done).count();
-    if (idle_ms > 0) est *= std::exp2(-idle_ms / half_life_ms(lane));
+    if (idle_ms > 0) est *= std::exp2(-idle_ms / half_life_ms(est));
   }
   return est * (1.0 + (static_cast<double>(lane.running) + k - 1.0) / workers_per_lane_);
 }
@@ -37,7 +68,7 @@ double BatchQueue::finish_us(const Lane& lane, double k, Clock::time_point now) 
 bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry) const {
   if (lanes_.size() == 1) return true;
   const Lane& lane = lanes_[static_cast<size_t>(l)];
-  if (lane.ewma_us <= 0) return true;  // not measured yet: try it
+  if (!lane.cost.measured()) return true;  // not measured yet: try it
   const double max_n = static_cast<double>(config_.max_batch_size);
   const double k = std::max(1.0, std::ceil(static_cast<double>(count_) / max_n));
   // A lane not measured yet and waiting gets the only batch first: else a
@@ -45,7 +76,7 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
   // before the woken waiter runs, and the other lane would never be measured.
   if (k == 1.0) {
     for (const Lane& m : lanes_) {
-      if (&m != &lane && !m.retired && m.ewma_us <= 0 && m.idle + m.filling > 0) {
+      if (&m != &lane && !m.retired && !m.cost.measured() && m.idle + m.filling > 0) {
         if (retry != nullptr) *retry = now + std::chrono::milliseconds(1);
         return false;
       }
@@ -53,16 +84,18 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
   }
   // This lane would finish the front batch at `mine`; left to another
   // lane, it (and the rest queued) would be done at that lane's F.
-  const double mine = finish_us(lane, 1.0, now);
+  const double rows = front_rows();
+  const double mine = finish_us(lane, 1.0, rows, now);
   double best = mine;
   for (const Lane& m : lanes_)
-    if (&m != &lane && !m.retired && m.ewma_us > 0) best = std::min(best, finish_us(m, k, now));
+    if (&m != &lane && !m.retired && m.cost.measured())
+      best = std::min(best, finish_us(m, k, rows, now));
   if (mine <= kRouteSlack * best) return true;
   if (retry != nullptr) {
     // Idle, its estimate halves every kRouteDecay: when would it pass?
     const double halvings = std::log2(mine / (kRouteSlack * best));
-    const auto wait = std::chrono::duration<double, std::milli>(std::min(halvings, 1.0) *
-                                                                half_life_ms(lane));
+    const auto wait = std::chrono::duration<double, std::milli>(
+        std::min(halvings, 1.0) * half_life_ms(lane.cost.estimate(rows)));
     *retry = now + std::max(std::chrono::duration_cast<Clock::duration>(wait),
                             Clock::duration(std::chrono::microseconds(50)));
   }
@@ -149,7 +182,8 @@ void BatchQueue::form(Clock::time_point now, Formed& out) {
   }
 }
 
-Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double batch_us) {
+Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double batch_us,
+                              int batch_rows) {
   Formed out;
   Lane& lane = lanes_[static_cast<size_t>(lane_index)];
   std::unique_lock<std::mutex> lock(mu_);
@@ -157,17 +191,8 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
     --lane.running;
     if (lanes_.size() > 1) {
       lane.last_done = Clock::now();
-      // Note [Routing by expected finish]: the lane's first sample is its
-      // warm-up (library plans, first launches) and is dropped; later ones
-      // move the estimate by at most 4x each.
-      if (batch_us > 0 && ++lane.samples > 1) {
-        if (lane.ewma_us <= 0) {
-          lane.ewma_us = batch_us;
-        } else {
-          const double s = std::clamp(batch_us, lane.ewma_us / 4, lane.ewma_us * 4);
-          lane.ewma_us += 0.25 * (s - lane.ewma_us);
-        }
-      }
+      // Note [Routing by expected finish]
+      if (batch_us > 0 && batch_rows > 0) lane.cost.add(batch_rows, batch_us);
     }
   }
   for (;;) {

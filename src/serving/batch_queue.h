@@ -31,16 +31,16 @@
 // "Fewest running batches" alone is wrong for unequal devices: with a GPU
 // and a CPU, a free CPU worker would take batches the busy GPU would have
 // finished sooner, and adding the CPU made the engine slower (measured on
-// the H100: 0.68x at 64 producers, 0.25x at one). So each lane keeps an
-// EWMA of its batch time (reported by its workers; batches that captured a
-// graph are not samples), and a batch may go to lane l only if l would
+// the H100: 0.68x at 64 producers, 0.25x at one). So each lane keeps a
+// model of its batch time (CostModel, from what its workers report; batches
+// that captured a graph are not samples), and a batch may go to lane l only if l would
 // finish it within kRouteSlack of the soonest any other live lane would
 // finish the work queued:
 //   mine = F(l, 1),  others: F(m, k),
 //   F(m, k) = est(m) * (1 + (running(m) + k - 1) / workers(m)),
-// k = batches' worth queued (>= 1), est(m) = the EWMA (the lane's first
-// batch, its warm-up, is no sample; later samples move it at most 4x), decayed
-// by half per 16 x EWMA (within 0.1..1 s) while the lane runs nothing: an
+// k = batches' worth queued (>= 1), est(m) = its CostModel for the rows
+// of the front batch, decayed by half per 16 x est (within 0.1..1 s) while
+// the lane runs nothing: an
 // estimate from long ago must not bench a device for good, so a lane left
 // idle becomes eligible again and is re-measured, and the longer its
 // batches, the rarer such probes, so they cost a few percent at most. A lane with no estimate yet
@@ -106,6 +106,20 @@ struct Formed {
   bool closed = false;              // queue closed and empty: the worker exits
 };
 
+// Note [Routing by expected finish]: a lane's batch time as a + b * rows,
+// fitted by least squares with exponential forgetting (each sample weighs
+// 4/3 of the one before), so a device whose cost is flat in the batch size
+// (a GPU) and one whose cost grows with it (a CPU) are both estimated right
+// for the batch at hand. The first sample (warm-up) is dropped; later ones
+// are clipped to 4x of the estimate either way.
+struct CostModel {
+  double s0 = 0, s1 = 0, s2 = 0, t0 = 0, t1 = 0;  // sums of w, w n, w n^2, w t, w n t
+  int samples = 0;
+  bool measured() const noexcept { return s0 > 0; }
+  void add(double rows, double us) noexcept;
+  double estimate(double rows) const noexcept;  // 0 while not measured
+};
+
 class BatchQueue {
  public:
   explicit BatchQueue(QueueConfig config, int lanes = 1, int workers_per_lane = 1);
@@ -120,7 +134,8 @@ class BatchQueue {
   // a batch that is now done (the lane's load drops by one).
   // `batch_us`: how long that batch took (0: not a sample, e.g. it
   // captured a graph) for Note [Routing by expected finish].
-  Formed next_batch(int lane = 0, bool finished_previous = false, double batch_us = 0);
+  Formed next_batch(int lane = 0, bool finished_previous = false, double batch_us = 0,
+                    int batch_rows = 0);
 
   // No more admissions; workers finish what is queued, then see closed.
   void close();
@@ -143,15 +158,17 @@ class BatchQueue {
     int filling = 0;  // workers of this lane waiting for a batch to fill
     int running = 0;  // batches handed to this lane and not reported done
     bool retired = false;
-    double ewma_us = 0;            // batch time estimate; 0: none yet
-    int samples = 0;               // batch times reported (the first is dropped)
+    CostModel cost;                // batch time by rows
+
     Clock::time_point last_done;   // when its last batch was reported done
   };
   static constexpr double kRouteSlack = 1.5;
+  double front_rows() const;  // under mu_: rows of the batch that would form now
   static constexpr std::chrono::milliseconds kRouteDecay{100};
   static constexpr std::chrono::milliseconds kRouteDecayMax{1000};
-  double finish_us(const Lane& lane, double k, Clock::time_point now) const;  // under mu_: F
-  static double half_life_ms(const Lane& lane);  // of an idle lane's estimate
+  // Under mu_: F(lane, k) for a batch of `rows`.
+  double finish_us(const Lane& lane, double k, double rows, Clock::time_point now) const;
+  static double half_life_ms(double est_us);  // of an idle lane's estimate
   // Under mu_: lane may take the next batch; if not, *retry is when it
   // might (its estimate decays).
   bool eligible(int lane, Clock::time_point now, Clock::time_point* retry) const;

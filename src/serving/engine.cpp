@@ -311,6 +311,7 @@ class EngineImpl {
     // The last batch's time for routing (Note [Routing by expected
     // finish]); 0 when it is no sample (it captured a graph, or failed).
     double last_batch_us = 0;
+    int last_batch_rows = 0;
   };
 
   // Note [Engine devices]: checks the replicas and wraps them.
@@ -469,9 +470,10 @@ class EngineImpl {
     Worker& wk = workers_[static_cast<size_t>(w)];
     bool had_batch = false;
     for (;;) {
-      Formed f = queue_.next_batch(wk.lane, had_batch, wk.last_batch_us);
+      Formed f = queue_.next_batch(wk.lane, had_batch, wk.last_batch_us, wk.last_batch_rows);
       had_batch = !f.batch.empty();
       wk.last_batch_us = 0;
+      wk.last_batch_rows = 0;
       const Clock::time_point now = Clock::now();
       for (const RequestPtr& r : f.expired)
         fail(r, ErrorCode::kDeadlineExceeded,
@@ -591,6 +593,7 @@ class EngineImpl {
     const Clock::time_point done = Clock::now();
     const double compute_us = micros(done - formed);
     wk.last_batch_us = graphs_before == wk.graphs.size() ? compute_us : 0;
+    wk.last_batch_rows = padded(n);
     // Decide and count every outcome first, then resolve (Note [Engine lifetime]).
     std::vector<double> queue_us(static_cast<size_t>(n));
     std::vector<char> discard(static_cast<size_t>(n));
