@@ -23,6 +23,7 @@ void CostModel::add(double rows, double us) noexcept {
     const double e = estimate(rows);
     if (e > 0) us = std::clamp(us, e / 4, e * 4);
   }
+  max_rows = std::max(max_rows, rows);
   constexpr double keep = 0.75;
   s0 = s0 * keep + 1;
   s1 = s1 * keep + rows;
@@ -48,6 +49,13 @@ double BatchQueue::half_life_ms(double est_us) {
   // the time; between kRouteDecay and kRouteDecayMax per halving.
   return std::clamp(16.0 * est_us / 1000.0, static_cast<double>(kRouteDecay.count()),
                     static_cast<double>(kRouteDecayMax.count()));
+}
+
+size_t BatchQueue::row_cap(const Lane& lane) const {
+  const size_t max_n = static_cast<size_t>(config_.max_batch_size);
+  if (lanes_.size() == 1) return max_n;
+  if (!lane.cost.measured()) return 1;
+  return std::min(max_n, std::max<size_t>(1, static_cast<size_t>(2 * lane.cost.max_rows)));
 }
 
 double BatchQueue::front_rows() const {
@@ -84,18 +92,24 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
   }
   // This lane would finish the front batch at `mine`; left to another
   // lane, it (and the rest queued) would be done at that lane's F.
+  // Each lane's batches are at most row_cap(lane) rows, so that lane needs
+  // ceil(count / cap) of them for the queue.
   const double rows = front_rows();
-  const double mine = finish_us(lane, 1.0, rows, now);
+  const double my_rows = std::min(rows, static_cast<double>(row_cap(lane)));
+  const double mine = finish_us(lane, 1.0, my_rows, now);
   double best = mine;
-  for (const Lane& m : lanes_)
-    if (&m != &lane && !m.retired && m.cost.measured())
-      best = std::min(best, finish_us(m, k, rows, now));
+  for (const Lane& m : lanes_) {
+    if (&m == &lane || m.retired || !m.cost.measured()) continue;
+    const double cap = static_cast<double>(row_cap(m));
+    const double k_m = std::max(1.0, std::ceil(static_cast<double>(count_) / cap));
+    best = std::min(best, finish_us(m, k_m, std::min(rows, cap), now));
+  }
   if (mine <= kRouteSlack * best) return true;
   if (retry != nullptr) {
     // Idle, its estimate halves every kRouteDecay: when would it pass?
     const double halvings = std::log2(mine / (kRouteSlack * best));
     const auto wait = std::chrono::duration<double, std::milli>(
-        std::min(halvings, 1.0) * half_life_ms(lane.cost.estimate(rows)));
+        std::min(halvings, 1.0) * half_life_ms(lane.cost.estimate(my_rows)));
     *retry = now + std::max(std::chrono::duration_cast<Clock::duration>(wait),
                             Clock::duration(std::chrono::microseconds(50)));
   }
@@ -156,9 +170,9 @@ bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {
   return false;
 }
 
-void BatchQueue::form(Clock::time_point now, Formed& out) {
+void BatchQueue::form(Clock::time_point now, Formed& out, size_t max_rows) {
   int64_t tokens = 0;
-  const size_t max_n = static_cast<size_t>(config_.max_batch_size);
+  const size_t max_n = std::min(static_cast<size_t>(config_.max_batch_size), max_rows);
   for (auto& q : levels_) {
     while (!q.empty() && out.batch.size() < max_n) {
       Request* r = q.front().get();
@@ -227,7 +241,7 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
         --idle_;
         continue;
       }
-      form(now, out);
+      form(now, out, row_cap(lane));
       if (!out.batch.empty() || !out.expired.empty() || !out.dropped.empty()) break;
       continue;
     }

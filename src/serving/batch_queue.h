@@ -46,7 +46,11 @@
 // batches, the rarer such probes, so they cost a few percent at most. A lane with no estimate yet
 // is always eligible and, while it waits and one batch's worth is queued,
 // goes first (else a measured lane whose worker returns sooner takes every
-// request before the woken waiter runs, and the new lane is never measured). A waiter of an
+// request before the woken waiter runs, and the new lane is never measured).
+// A lane takes at most twice the rows of its largest measured batch (one
+// while unmeasured): a new or slow device is measured with small batches,
+// so finding out that it is slow holds one request, not a batch of them
+// (on the H100, one CPU batch of the encoder held 32 clients for 1.5 s). A waiter of an
 // ineligible lane sleeps until it would become eligible (timed, counted as
 // idle, so a push can still wake it). Among eligible waiting lanes the one
 // running the fewest batches wins, ties rotating, so equal devices share
@@ -115,6 +119,7 @@ struct Formed {
 struct CostModel {
   double s0 = 0, s1 = 0, s2 = 0, t0 = 0, t1 = 0;  // sums of w, w n, w n^2, w t, w n t
   int samples = 0;
+  double max_rows = 0;  // the largest batch sampled
   bool measured() const noexcept { return s0 > 0; }
   void add(double rows, double us) noexcept;
   double estimate(double rows) const noexcept;  // 0 while not measured
@@ -177,7 +182,8 @@ class BatchQueue {
   void notify_all_lanes();
   void take_all_locked(ErrorCode code, std::string why, std::vector<RequestPtr>& all);  // under mu_
   bool due(Clock::time_point now, Clock::time_point* wake) const;  // under mu_
-  void form(Clock::time_point now, Formed& out);                   // under mu_
+  void form(Clock::time_point now, Formed& out, size_t max_rows);  // under mu_
+  size_t row_cap(const Lane& lane) const;  // under mu_: Note [Routing by expected finish]
 
   const QueueConfig config_;
   mutable std::mutex mu_;  // guards everything below (Note [BatchQueue])

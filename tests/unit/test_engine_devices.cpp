@@ -206,6 +206,37 @@ TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
       << "slow " << m.devices[0].batches << " batches, fast " << m.devices[1].batches;
 }
 
+// A device is measured with small batches first: one request while it is
+// unmeasured (its first batch is warm-up, its second the first sample),
+// then at most twice its largest measured batch.
+TEST(EngineDevices, NewDevicesRampUpTheirBatchSize) {
+  TestModelOptions o;
+  o.delay = 200us;
+  std::vector<std::shared_ptr<TestModel>> models{
+      std::make_shared<TestModel>(o, Device::get("cpu:1")),
+      std::make_shared<TestModel>(o, Device::get("cpu:2"))};
+  Engine engine(as_replicas(models), eager(1, 16));
+  std::vector<std::future<Response>> fs;
+  for (int i = 0; i < 200; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
+  for (int i = 0; i < 200; ++i) EXPECT_TRUE(await(fs[i]).ok);
+  int64_t largest_anywhere = 0;
+  for (const auto& m : models) {
+    const std::vector<int64_t> sizes = m->batch_sizes();
+    ASSERT_GE(sizes.size(), 2u);
+    EXPECT_EQ(sizes[0], 1);
+    EXPECT_EQ(sizes[1], 1);
+    int64_t largest = sizes[1];
+    for (size_t i = 2; i < sizes.size(); ++i) {
+      EXPECT_LE(sizes[i], 2 * largest) << "batch " << i << " of "
+                                       << ::testing::PrintToString(sizes);
+      largest = std::max(largest, sizes[i]);
+    }
+    largest_anywhere = std::max(largest_anywhere, largest);
+  }
+  // Full batches come (on a busy machine one device may take most of them).
+  EXPECT_EQ(largest_anywhere, 16);
+}
+
 // The acceptance case: one device fails; only its in-flight batch fails,
 // it leaves rotation with a log line and a metric, and the requests that
 // were queued meanwhile run on the other device.
