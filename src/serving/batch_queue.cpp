@@ -116,6 +116,21 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
   return false;
 }
 
+int BatchQueue::less_loaded_waiter(int l, Clock::time_point now) const {
+  if (lanes_.size() == 1) return -1;
+  const Lane& lane = lanes_[static_cast<size_t>(l)];
+  int best = -1;
+  for (size_t m = 0; m < lanes_.size(); ++m) {
+    const Lane& other = lanes_[m];
+    if (&other == &lane || other.retired || other.idle + other.filling == 0) continue;
+    if (other.running >= lane.running) continue;
+    if (best >= 0 && other.running >= lanes_[static_cast<size_t>(best)].running) continue;
+    if (!eligible(static_cast<int>(m), now, nullptr)) continue;
+    best = static_cast<int>(m);
+  }
+  return best;
+}
+
 int BatchQueue::pick_lane() {
   const int n = static_cast<int>(lanes_.size());
   if (n == 1) return lanes_[0].idle + lanes_[0].filling > 0 ? 0 : -1;
@@ -237,6 +252,17 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
         ++idle_;
         ++lane.idle;
         lane.cv.wait_until(lock, retry);
+        --lane.idle;
+        --idle_;
+        continue;
+      }
+      if (const int better = less_loaded_waiter(lane_index, now); better >= 0) {
+        // Note [Queue lanes]: a device running fewer batches has a worker
+        // waiting (its wake-up may not have landed yet): it gets the batch.
+        lanes_[static_cast<size_t>(better)].cv.notify_one();
+        ++idle_;
+        ++lane.idle;
+        lane.cv.wait_until(lock, now + std::chrono::milliseconds(1));
         --lane.idle;
         --idle_;
         continue;

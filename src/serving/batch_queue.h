@@ -179,6 +179,9 @@ class BatchQueue {
   bool eligible(int lane, Clock::time_point now, Clock::time_point* retry) const;
   bool ready() const;  // under mu_: a full batch is queued (size, tokens, preferred size)
   int pick_lane();     // under mu_: Note [Routing by expected finish]; a lane with a waiter, or -1
+  // Under mu_: an eligible lane with a waiter running fewer batches than
+  // `lane`, or -1 (Note [Queue lanes]).
+  int less_loaded_waiter(int lane, Clock::time_point now) const;
   void notify_all_lanes();
   void take_all_locked(ErrorCode code, std::string why, std::vector<RequestPtr>& all);  // under mu_
   bool due(Clock::time_point now, Clock::time_point* wake) const;  // under mu_
