@@ -20,8 +20,8 @@
 // submitting thread; cost = tokens, so max_tokens_per_batch bounds a batch).
 // Everything but the batch's launch is shared: admission, the queue, the
 // worker loop, the launch-time checks, metrics and result splitting.
-// launch_tensor / launch_text fill the batch input, run the forward and copy
-// the [n or p, out_numel_] output rows (out_dtype_) into Worker::out_bytes.
+// BatchLauncher (launch.h) fills the batch input, runs the forward and copies
+// the [n or p, out_numel_] output rows (out_dtype_) to its out_bytes().
 // Text batches are padded to their longest row with the tokenizer's pad id;
 // they have variable shapes, so use_graphs and preferred_batch_sizes are
 // rejected at construction.
@@ -29,17 +29,16 @@
 #include <cstdio>
 #include <condition_variable>
 #include <cstring>
-#include <map>
 #include <mutex>
 #include <thread>
 
 #include "core/check.h"
 #include "fanin/device.h"
-#include "fanin/graph.h"
 #include "fanin/model.h"
 #include "fanin/sentence_encoder.h"
 #include "fanin/stream.h"
 #include "serving/batch_queue.h"
+#include "serving/launch.h"
 #include "serving/metrics.h"
 #include "text/wordpiece.h"
 
@@ -82,42 +81,6 @@ struct EngineRequest final : Request {
 };
 
 EngineRequest& as_engine(const RequestPtr& r) { return static_cast<EngineRequest&>(*r); }
-
-void write_row(const float* src, int64_t n, DType dtype, uint8_t* dst) {
-  switch (dtype) {
-    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
-    case DType::kF16:
-    case DType::kBF16: {
-      auto* d = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i)
-        d[i] = dtype == DType::kF16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
-      break;
-    }
-    case DType::kI32: {
-      auto* d = reinterpret_cast<int32_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = static_cast<int32_t>(std::lrint(src[i]));
-      break;
-    }
-  }
-}
-
-void read_row(const uint8_t* src, int64_t n, DType dtype, float* dst) {
-  switch (dtype) {
-    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
-    case DType::kF16:
-    case DType::kBF16: {
-      auto* s = reinterpret_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i)
-        dst[i] = dtype == DType::kF16 ? f16_to_f32(s[i]) : bf16_to_f32(s[i]);
-      break;
-    }
-    case DType::kI32: {
-      auto* s = reinterpret_cast<const int32_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
-      break;
-    }
-  }
-}
 
 }  // namespace
 
@@ -296,18 +259,14 @@ class EngineImpl {
   const EngineOptions& options() const { return options_; }
 
  private:
-  struct GraphEntry {
-    Tensor x, y;
-    std::unique_ptr<Graph> graph;
-  };
   struct Worker {
     Replica* replica = nullptr;
     int lane = 0;  // the replica's index: its queue lane (Note [Queue lanes])
     StreamLease lease;
     std::thread thread;
-    std::vector<uint8_t> in_bytes, out_bytes;
-    std::vector<int32_t> ids, lengths;  // text batches
-    std::map<int, GraphEntry> graphs;  // padded batch size -> captured forward
+    BatchLauncher launcher;  // this worker's buffers and graphs
+    std::vector<const std::vector<float>*> rows;      // the batch's inputs (models)
+    std::vector<const std::vector<int32_t>*> tokens;  // the batch's inputs (text)
     // The last batch's time for routing (Note [Routing by expected
     // finish]); 0 when it is no sample (it captured a graph, or failed).
     double last_batch_us = 0;
@@ -569,11 +528,19 @@ class EngineImpl {
     if (run.empty()) return;
     const int n = static_cast<int>(run.size());
     const size_t esize = dtype_size(out_dtype_);
-    const size_t graphs_before = wk.graphs.size();
+    bool captured = false;
     try {
       Stream& s = wk.lease.stream();
-      if (!text_) launch_tensor(wk, run, s);
-      else launch_text(wk, run, s);
+      if (!text_) {
+        wk.rows.clear();
+        for (Request* r : run) wk.rows.push_back(&static_cast<EngineRequest*>(r)->input);
+        captured = wk.launcher.run_model(*wk.replica->model, wk.rows, padded(n),
+                                         options_.use_graphs, s);
+      } else {
+        wk.tokens.clear();
+        for (Request* r : run) wk.tokens.push_back(&static_cast<EngineRequest*>(r)->tokens);
+        wk.launcher.run_text(*wk.replica->encoder, wk.tokens, s);
+      }
       s.synchronize();
     } catch (const Error& e) {
       batch_failed(wk, run, e,
@@ -592,7 +559,7 @@ class EngineImpl {
     call_hook(options_.on_batch_computed, n);
     const Clock::time_point done = Clock::now();
     const double compute_us = micros(done - formed);
-    wk.last_batch_us = graphs_before == wk.graphs.size() ? compute_us : 0;
+    wk.last_batch_us = captured ? 0 : compute_us;
     wk.last_batch_rows = padded(n);
     // Decide and count every outcome first, then resolve (Note [Engine lifetime]).
     std::vector<double> queue_us(static_cast<size_t>(n));
@@ -614,7 +581,8 @@ class EngineImpl {
       }
       Response resp;
       resp.output.resize(static_cast<size_t>(out_numel_));
-      read_row(wk.out_bytes.data() + static_cast<size_t>(i * out_numel_) * esize, out_numel_,
+      read_row(wk.launcher.out_bytes().data() + static_cast<size_t>(i * out_numel_) * esize,
+               out_numel_,
                out_dtype_, resp.output.data());
       resp.shape = out_shape_;
       resp.queue_us = queue_us[i];
@@ -622,64 +590,6 @@ class EngineImpl {
       resp.batch_size = n;
       r->succeed(std::move(resp));
     }
-  }
-
-  // Note [Engine payloads]: a Model's batch, padded to padded(n) rows.
-  void launch_tensor(Worker& wk, const std::vector<Request*>& run, Stream& s) {
-    const int n = static_cast<int>(run.size());
-    const int p = padded(n);
-    const Model& model = *wk.replica->model;
-    const DType dtype = model.dtype();
-    const size_t esize = dtype_size(dtype);
-    wk.in_bytes.assign(static_cast<size_t>(p * in_numel_) * esize, 0);
-    wk.out_bytes.resize(static_cast<size_t>(p * out_numel_) * esize);
-    for (int i = 0; i < n; ++i)
-      write_row(static_cast<EngineRequest*>(run[i])->input.data(), in_numel_, dtype,
-                wk.in_bytes.data() + static_cast<size_t>(i * in_numel_) * esize);
-    Shape in_shape{p};
-    for (int64_t d : model.input_shape()) in_shape.push_back(d);
-    Encoder enc = s.command_buffer().begin_encoding();
-    if (options_.use_graphs) {
-      GraphEntry& g = graph_for(wk, p, in_shape, s);
-      g.x.copy_from_host(wk.in_bytes.data(), wk.in_bytes.size(), s);
-      g.graph->launch(s);
-      g.y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
-    } else {
-      Tensor x = Tensor::from_host(wk.in_bytes.data(), wk.in_bytes.size(), in_shape, dtype, s);
-      Tensor y = model.forward(x, s);
-      FANIN_CHECK(y.nbytes() == wk.out_bytes.size(), kInvalidArgument, "[Engine] model ",
-                  model.name(), " returned ", y.nbytes(), " bytes for a batch of ", p,
-                  ", expected ", wk.out_bytes.size());
-      y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
-    }
-  }
-
-  // Note [Engine payloads]: token rows padded to the longest, [n, S] i32 ids
-  // + [n] lengths -> [n, hidden] f32.
-  void launch_text(Worker& wk, const std::vector<Request*>& run, Stream& s) {
-    const int64_t n = static_cast<int64_t>(run.size());
-    int64_t seq = 1;
-    for (Request* r : run)
-      seq = std::max(seq, static_cast<int64_t>(static_cast<EngineRequest*>(r)->tokens.size()));
-    const SentenceEncoder& encoder = *wk.replica->encoder;
-    wk.ids.assign(static_cast<size_t>(n * seq), encoder.tokenizer().pad_id());
-    wk.lengths.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const std::vector<int32_t>& t = static_cast<EngineRequest*>(run[i])->tokens;
-      std::copy(t.begin(), t.end(), wk.ids.begin() + i * seq);
-      wk.lengths[static_cast<size_t>(i)] = static_cast<int32_t>(t.size());
-    }
-    wk.out_bytes.resize(static_cast<size_t>(n * out_numel_) * 4);
-    Encoder enc = s.command_buffer().begin_encoding();
-    Tensor ids = Tensor::from_host(wk.ids.data(), wk.ids.size() * 4, {n, seq}, DType::kI32, s);
-    Tensor lengths =
-        Tensor::from_host(wk.lengths.data(), wk.lengths.size() * 4, {n}, DType::kI32, s);
-    Tensor y = encoder.model().forward(ids, lengths, s);
-    FANIN_CHECK(y.nbytes() == wk.out_bytes.size() && y.dtype() == DType::kF32, kInvalidArgument,
-                "[Engine] the sentence encoder returned ", y.nbytes(), " bytes (",
-                to_string(y.dtype()), ") for a batch of ", n, ", expected ",
-                wk.out_bytes.size(), " (f32)");
-    y.copy_to_host(wk.out_bytes.data(), wk.out_bytes.size(), s);
   }
 
   void record_batch(int w, int n, int completed, double compute_us,
@@ -702,18 +612,6 @@ class EngineImpl {
     ++dm.batches;
     dm.requests += static_cast<uint64_t>(n);
     dm.busy_us += compute_us;
-  }
-
-  GraphEntry& graph_for(Worker& wk, int p, const Shape& in_shape, Stream& s) {
-    auto it = wk.graphs.find(p);
-    if (it != wk.graphs.end()) return it->second;
-    GraphEntry g;
-    const Model& model = *wk.replica->model;
-    g.x = Tensor::empty(in_shape, model.dtype(), s);
-    Tensor y;
-    g.graph = Graph::capture(s, [&] { y = model.forward(g.x, s); });
-    g.y = y;
-    return wk.graphs.emplace(p, std::move(g)).first->second;
   }
 
   static bool all_finite(const std::vector<float>& v) {
