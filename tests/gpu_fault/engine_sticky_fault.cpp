@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -30,45 +31,26 @@ void check(bool ok, const std::string& what) {
   if (!ok) ++failures;
 }
 
-// An Mlp whose forward first launches the faulting kernel once poisoned.
-class PoisonedMlp final : public fanin::Model {
+// A model that runs `before(stream)` and then the wrapped model's forward:
+// the GPU replica launches the faulting kernel there once poisoned, the
+// cpu replica sleeps so that the routing prefers the GPU.
+class Wrapped final : public fanin::Model {
  public:
-  explicit PoisonedMlp(std::shared_ptr<fanin::Mlp> inner) : inner_(std::move(inner)) {}
+  Wrapped(std::shared_ptr<fanin::Model> inner, std::function<void(fanin::Stream&)> before)
+      : inner_(std::move(inner)), before_(std::move(before)) {}
   std::string name() const override { return inner_->name(); }
   fanin::Device& device() const override { return inner_->device(); }
   fanin::Shape input_shape() const override { return inner_->input_shape(); }
   fanin::Shape output_shape() const override { return inner_->output_shape(); }
   fanin::DType dtype() const override { return inner_->dtype(); }
   fanin::Tensor forward(const fanin::Tensor& x, fanin::Stream& stream) const override {
-    if (poisoned.load()) {
-      auto& cs = static_cast<fanin::backend::cuda::CudaStream&>(stream.impl());
-      launch_write_through_null(cs.encode());
-    }
-    return inner_->forward(x, stream);
-  }
-  mutable std::atomic<bool> poisoned{false};
-
- private:
-  std::shared_ptr<fanin::Mlp> inner_;
-};
-
-// The cpu replica, slowed so that the GPU is the device the routing
-// prefers (Note [Routing by expected finish]) and the poisoned forward runs.
-class SlowedModel final : public fanin::Model {
- public:
-  explicit SlowedModel(std::shared_ptr<fanin::Model> inner) : inner_(std::move(inner)) {}
-  std::string name() const override { return inner_->name(); }
-  fanin::Device& device() const override { return inner_->device(); }
-  fanin::Shape input_shape() const override { return inner_->input_shape(); }
-  fanin::Shape output_shape() const override { return inner_->output_shape(); }
-  fanin::DType dtype() const override { return inner_->dtype(); }
-  fanin::Tensor forward(const fanin::Tensor& x, fanin::Stream& stream) const override {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    before_(stream);
     return inner_->forward(x, stream);
   }
 
  private:
   std::shared_ptr<fanin::Model> inner_;
+  std::function<void(fanin::Stream&)> before_;
 };
 
 }  // namespace
@@ -81,8 +63,17 @@ int main() {
   }
   MlpConfig cfg;
   cfg.dims = {64, 128, 64};
-  auto gpu = std::make_shared<PoisonedMlp>(Mlp::random(cfg, 5, Device::get("cuda:0")));
-  auto cpu = std::make_shared<SlowedModel>(Mlp::random(cfg, 5, Device::get("cpu:1")));
+  std::atomic<bool> poisoned{false};
+  auto gpu = std::make_shared<Wrapped>(Mlp::random(cfg, 5, Device::get("cuda:0")),
+                                       [&](Stream& stream) {
+                                         if (!poisoned.load()) return;
+                                         auto& cs = static_cast<backend::cuda::CudaStream&>(
+                                             stream.impl());
+                                         launch_write_through_null(cs.encode());
+                                       });
+  auto cpu = std::make_shared<Wrapped>(Mlp::random(cfg, 5, Device::get("cpu:1")), [](Stream&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
   std::vector<std::string> log;
   EngineOptions opt;
   opt.workers = 1;
@@ -112,7 +103,7 @@ int main() {
           "both devices served before the fault (cuda:0 " + std::to_string(m0.devices[0].requests) +
               ", cpu:1 " + std::to_string(m0.devices[1].requests) + ")");
 
-    gpu->poisoned.store(true);
+    poisoned.store(true);
     int device_errors = 0, ok_after = 0, other = 0;
     for (int i = 0; i < 200; ++i) {
       try {

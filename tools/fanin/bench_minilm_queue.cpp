@@ -55,7 +55,6 @@ json run_minilm_queue_bench(const BenchOptions& o) {
   eo.max_queue_delay = std::chrono::microseconds(o.max_delay_us);
   eo.max_tokens_per_batch = o.max_tokens;
   json scaling = json::array();
-  json runs;
   for (const std::vector<Device*>& set : sets) {
     auto replicas = load_replicas<SentenceEncoder>(
         set, [&](Device& d) { return SentenceEncoder::load(o.model_dir, d, dtype); });
@@ -72,7 +71,7 @@ json run_minilm_queue_bench(const BenchOptions& o) {
                  o.model_dir.c_str(), o.dtype.c_str(), names.c_str(),
                  set.front()->description().c_str(), o.workers, o.max_batch, o.max_delay_us,
                  static_cast<long long>(o.max_tokens));
-    runs = json::array();
+    json runs = json::array();
     for (int p : o.producers) {
       auto sentence = [&](int q, uint64_t k) { return (static_cast<size_t>(q) * 7 + k) % n_sent; };
       std::vector<uint64_t> tokens(static_cast<size_t>(p), 0);  // each producer its own slot
@@ -106,11 +105,7 @@ json run_minilm_queue_bench(const BenchOptions& o) {
                       {"batch_fill", r.fill}});
     }
     engine.drain();
-    json per_device = json::array();
-    for (const auto& d : engine.metrics().devices)
-      per_device.push_back({{"name", d.name}, {"batches", d.batches}, {"requests", d.requests}});
-    scaling.push_back({{"devices", devices_json(set)}, {"results", runs},
-                       {"per_device", per_device}});
+    scaling.push_back(device_set_json(set, runs, engine));
   }
   int64_t min_tok = token_counts[0], max_tok = token_counts[0], sum_tok = 0;
   for (int64_t t : token_counts) {
@@ -121,8 +116,6 @@ json run_minilm_queue_bench(const BenchOptions& o) {
   json j;
   j["model"] = {{"name", "all-MiniLM-L6-v2"}, {"weights", o.model_dir}, {"dtype", o.dtype},
                 {"weight_bytes", weight_bytes}};
-  j["device"] = devices_json(sets.front()).front();
-  j["devices"] = devices_json(sets.back());
   j["engine"] = {{"workers_per_device", o.workers}, {"max_batch_size", o.max_batch},
                  {"max_queue_delay_us", o.max_delay_us}, {"max_tokens_per_batch", o.max_tokens}};
   j["sentences"] = {{"file", o.sentences},
@@ -130,15 +123,7 @@ json run_minilm_queue_bench(const BenchOptions& o) {
                     {"tokens_min", min_tok},
                     {"tokens_max", max_tok},
                     {"tokens_mean", static_cast<double>(sum_tok) / static_cast<double>(n_sent)}};
-  j["results"] = runs;  // on every device of the last set
-  if (sets.size() > 1) {
-    j["scaling"] = scaling;
-    j["speedup"] = speedups(scaling.front()["results"], scaling.back()["results"],
-                            "sentences_per_s");
-    for (const auto& s : j["speedup"])
-      std::fprintf(stderr, "fanin bench minilm queue: %4d producers  %zu devices / 1: %.2fx\n",
-                   s["producers"].get<int>(), sets.back().size(), s["speedup"].get<double>());
-  }
+  put_device_sets(j, sets, scaling, "sentences_per_s", "fanin bench minilm queue");
   j["notes"] = {
       "each producer cycles through the sentence list, keeping `window` requests in flight "
       "(1 = closed loop)",

@@ -30,7 +30,6 @@ json run_queue_bench(const BenchOptions& o) {
   // Note [Bench device sets]: the first device alone, then all of them.
   const std::vector<std::vector<Device*>> sets = bench_device_sets(o.devices, o.backend);
   json scaling = json::array();
-  json runs;
   std::shared_ptr<const Mlp> first_model;
   for (const std::vector<Device*>& set : sets) {
     // Same seed on every device: the same weights everywhere.
@@ -44,7 +43,7 @@ json run_queue_bench(const BenchOptions& o) {
                  "us%s\n",
                  first_model->name().c_str(), names.c_str(), o.workers, o.max_batch,
                  o.max_delay_us, o.graphs ? ", graphs per padded size" : "");
-    runs = json::array();
+    json runs = json::array();
     for (int p : o.producers) {
       std::vector<std::vector<float>> inputs(static_cast<size_t>(p));
       for (int q = 0; q < p; ++q) {
@@ -73,27 +72,14 @@ json run_queue_bench(const BenchOptions& o) {
                       {"batch_fill", r.fill}});
     }
     engine.drain();
-    json per_device = json::array();
-    for (const auto& d : engine.metrics().devices)
-      per_device.push_back({{"name", d.name}, {"batches", d.batches}, {"requests", d.requests}});
-    scaling.push_back({{"devices", devices_json(set)}, {"results", runs},
-                       {"per_device", per_device}});
+    scaling.push_back(device_set_json(set, runs, engine));
   }
   json j;
   j["model"] = {{"name", first_model->name()}, {"dims", config.dims}, {"dtype", o.dtype},
                 {"weight_bytes", first_model->weight_bytes()}};
-  j["device"] = devices_json(sets.front()).front();
-  j["devices"] = devices_json(sets.back());
   j["engine"] = {{"workers_per_device", o.workers}, {"max_batch_size", o.max_batch},
                  {"max_queue_delay_us", o.max_delay_us}, {"graphs", o.graphs}};
-  j["results"] = runs;  // on every device of the last set
-  if (sets.size() > 1) {
-    j["scaling"] = scaling;
-    j["speedup"] = speedups(scaling.front()["results"], scaling.back()["results"], "rps");
-    for (const auto& s : j["speedup"])
-      std::fprintf(stderr, "fanin bench queue: %4d producers  %zu devices / 1: %.2fx\n",
-                   s["producers"].get<int>(), sets.back().size(), s["speedup"].get<double>());
-  }
+  put_device_sets(j, sets, scaling, "rps", "fanin bench queue");
   j["notes"] = {"each producer keeps `window` requests in flight (1 = closed loop)",
                 "latency = submit to result, over requests finished in the measured interval",
                 "mean_batch and batch_fill come from Engine::metrics over the interval",

@@ -3,6 +3,7 @@
 #include "fanin/device.h"
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <deque>
 #include <thread>
@@ -111,6 +112,27 @@ nlohmann::json speedups(const nlohmann::json& first, const nlohmann::json& all, 
                    {"speedup", base > 0 ? all[i][key].get<double>() / base : 0.0}});
   }
   return out;
+}
+
+nlohmann::json device_set_json(const std::vector<Device*>& set, const nlohmann::json& runs,
+                               const Engine& engine) {
+  nlohmann::json per_device = nlohmann::json::array();
+  for (const auto& d : engine.metrics().devices)
+    per_device.push_back({{"name", d.name}, {"batches", d.batches}, {"requests", d.requests}});
+  return {{"devices", devices_json(set)}, {"results", runs}, {"per_device", per_device}};
+}
+
+void put_device_sets(nlohmann::json& j, const std::vector<std::vector<Device*>>& sets,
+                     const nlohmann::json& scaling, const char* key, const char* label) {
+  j["device"] = devices_json(sets.front()).front();
+  j["devices"] = devices_json(sets.back());
+  j["results"] = scaling.back()["results"];  // on every device of the last set
+  if (sets.size() < 2) return;
+  j["scaling"] = scaling;
+  j["speedup"] = speedups(scaling.front()["results"], scaling.back()["results"], key);
+  for (const auto& s : j["speedup"])
+    std::fprintf(stderr, "%s: %4d producers  %zu devices / 1: %.2fx\n", label,
+                 s["producers"].get<int>(), sets.back().size(), s["speedup"].get<double>());
 }
 
 }  // namespace fanin::cli

@@ -58,4 +58,14 @@ nlohmann::json devices_json(const std::vector<Device*>& devices);
 nlohmann::json speedups(const nlohmann::json& first, const nlohmann::json& all,
                         const char* key);
 
+// One device set's JSON: its devices, its runs, and what each device served
+// (from the engine's metrics, after drain).
+nlohmann::json device_set_json(const std::vector<Device*>& set, const nlohmann::json& runs,
+                               const Engine& engine);
+// Writes "device", "devices", "results" (the last set's runs) and, with
+// several sets, "scaling" and "speedup" (by `key`) into `j`; prints the
+// speedups prefixed by `label`.
+void put_device_sets(nlohmann::json& j, const std::vector<std::vector<Device*>>& sets,
+                     const nlohmann::json& scaling, const char* key, const char* label);
+
 }  // namespace fanin::cli
