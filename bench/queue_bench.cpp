@@ -4,7 +4,9 @@
 // resolution of each request. Each iteration of a producer thread submits a
 // burst of kBurst requests and waits until all of them have resolved, so
 // items_per_second is "submits per second, resolved". Producers: 1, 4, 16
-// threads; workers: 1 and 2; futures and callbacks.
+// threads; workers: 1 and 2 on one device, or one on each of two logical
+// cpu devices (the multi-device queue: lanes and routing); futures and
+// callbacks.
 //   build/<preset>/bench/fanin_queue_bench [--benchmark_min_time=2]
 #include <benchmark/benchmark.h>
 
@@ -26,12 +28,16 @@ constexpr int64_t kWidth = 4;   // floats per request
 // forward(x) = x: no device work at all.
 class NoopModel final : public Model {
  public:
+  explicit NoopModel(Device& device) : device_(&device) {}
   std::string name() const override { return "noop"; }
-  Device& device() const override { return Device::cpu(); }
+  Device& device() const override { return *device_; }
   Shape input_shape() const override { return {kWidth}; }
   Shape output_shape() const override { return {kWidth}; }
   DType dtype() const override { return DType::kF32; }
   Tensor forward(const Tensor& x, Stream&) const override { return x; }
+
+ private:
+  Device* device_;
 };
 
 // One engine per benchmark run, made by thread 0 before the timing loop
@@ -47,6 +53,14 @@ EngineOptions options(int workers) {
   return o;
 }
 
+// range(0) workers per device on range(1) devices ("cpu", "cpu:1").
+std::unique_ptr<Engine> make_engine(const benchmark::State& state) {
+  std::vector<std::shared_ptr<const Model>> replicas;
+  for (int d = 0; d < state.range(1); ++d)
+    replicas.push_back(std::make_shared<NoopModel>(Device::get("cpu:" + std::to_string(d))));
+  return std::make_unique<Engine>(replicas, options(static_cast<int>(state.range(0))));
+}
+
 void report(benchmark::State& state) {
   if (state.thread_index() != 0) return;
   const EngineMetrics m = g_engine->metrics();
@@ -60,8 +74,7 @@ void report(benchmark::State& state) {
 
 void BM_SubmitFuture(benchmark::State& state) {
   if (state.thread_index() == 0)
-    g_engine = std::make_unique<Engine>(std::make_shared<NoopModel>(),
-                                        options(static_cast<int>(state.range(0))));
+    g_engine = make_engine(state);
   const std::vector<float> input(kWidth, 1.0f);
   std::vector<std::future<Response>> futures;
   futures.reserve(kBurst);
@@ -76,8 +89,7 @@ void BM_SubmitFuture(benchmark::State& state) {
 
 void BM_SubmitCallback(benchmark::State& state) {
   if (state.thread_index() == 0)
-    g_engine = std::make_unique<Engine>(std::make_shared<NoopModel>(),
-                                        options(static_cast<int>(state.range(0))));
+    g_engine = make_engine(state);
   const std::vector<float> input(kWidth, 1.0f);
   // Static storage: a worker may still be inside notify_one() of the last
   // callback when this thread's function returns.
@@ -104,18 +116,20 @@ void BM_SubmitCallback(benchmark::State& state) {
 }
 
 BENCHMARK(BM_SubmitFuture)
-    ->ArgName("workers")
-    ->Arg(1)
-    ->Arg(2)
+    ->ArgNames({"workers", "devices"})
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({1, 2})
     ->Threads(1)
     ->Threads(4)
     ->Threads(16)
     ->UseRealTime()
     ->MeasureProcessCPUTime();
 BENCHMARK(BM_SubmitCallback)
-    ->ArgName("workers")
-    ->Arg(1)
-    ->Arg(2)
+    ->ArgNames({"workers", "devices"})
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({1, 2})
     ->Threads(1)
     ->Threads(4)
     ->Threads(16)

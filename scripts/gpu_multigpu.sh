@@ -19,18 +19,21 @@ if [ "$DEVICES" = all ]; then
 fi
 DTYPE=${DTYPE:-f16}
 echo "=== mlp queue: first device, then $DEVICES ==="
-$B bench --mode queue --model mlp --devices "$DEVICES" --producers 1,64,256 --window 1 \
+# Closed loop (window 1) does not scale with devices when a batch costs the
+# same at any size (GPU MLP): throughput = producers / latency. Window 16
+# keeps each GPU at full batches, which is what a second GPU can add to.
+$B bench --mode queue --model mlp --devices "$DEVICES" --producers 64,256 --window 16 \
   --workers 2 --max-batch 256 --max-delay-us 50 --graphs --seconds "$S" > "$tmp/mlp.json"
 echo "=== encoder queue: first device, then $DEVICES ==="
 $B bench --mode queue --model minilm --devices "$DEVICES" --dtype "$DTYPE" \
-  --model-dir models/all-MiniLM-L6-v2 --producers 32,256 --workers 2 --max-batch 128 \
+  --model-dir models/all-MiniLM-L6-v2 --producers 256,1024 --workers 2 --max-batch 128 \
   --max-delay-us 200 --max-tokens 8192 --seconds "$S" > "$tmp/text.json"
 peers=()
 if [ "${SKIP_PEER:-0}" != 1 ]; then
   echo "=== PyTorch peers (threads calling the model on the first GPU) ==="
-  python3 bench/peers/torch_mlp.py --threads 1,64 --variants eager --probe-capture 0 \
+  python3 bench/peers/torch_mlp.py --threads 64 --variants eager --probe-capture 0 \
     --seconds "$S" > "$tmp/mlp_torch.json" && peers+=("$tmp/mlp_torch.json")
-  python3 bench/peers/torch_minilm_threads.py --threads 32 --dtype "$DTYPE" --seconds "$S" \
+  python3 bench/peers/torch_minilm_threads.py --threads 256 --dtype "$DTYPE" --seconds "$S" \
     --model-dir models/all-MiniLM-L6-v2 > "$tmp/text_torch.json" && peers+=("$tmp/text_torch.json")
 fi
 python3 bench/merge_multigpu.py "$tmp/mlp.json" "$tmp/text.json" "$OUT/$day-multigpu.json" "${peers[@]}"

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
+#include <tuple>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -446,6 +448,63 @@ TEST(EngineDevices, GraphsArePerWorkerOnEachDevice) {
     for (size_t k = 0; k < want.size(); ++k) EXPECT_NEAR(r.output[k], want[k], 1e-5f);
   }
 }
+
+}  // namespace
+}  // namespace fanin
+
+namespace fanin {
+namespace {
+
+// The Engine's launch paths (plain forward, graphs per padded size) on each
+// backend, against the MLP run directly on the cpu.
+class EngineOnDevice : public ::testing::TestWithParam<std::tuple<const char*, bool>> {};
+
+TEST_P(EngineOnDevice, ResultsMatchTheDirectForward) {
+  const auto [name, graphs] = GetParam();
+  if (!Device::is_available(name))
+    GTEST_SKIP() << "no " << name << " device: this case runs on the GPU machine";
+  MlpConfig cfg;
+  cfg.dims = {16, 64, 16};
+  auto model = Mlp::random(cfg, 11, Device::get(name));
+  auto reference = Mlp::random(cfg, 11, Device::cpu());
+  EngineOptions opt;
+  opt.workers = 2;
+  opt.max_batch_size = 8;
+  opt.max_queue_delay = std::chrono::microseconds(200);
+  opt.use_graphs = graphs;
+  if (graphs) opt.preferred_batch_sizes = {1, 2, 4, 8};
+  Engine engine(model, opt);
+  std::vector<std::vector<float>> inputs;
+  std::vector<std::future<Response>> fs;
+  for (int i = 0; i < 100; ++i) {
+    std::vector<float> x(16);
+    for (int k = 0; k < 16; ++k) x[k] = 0.05f * static_cast<float>((i * 7 + k * 3) % 29) - 0.7f;
+    inputs.push_back(x);
+    fs.push_back(engine.submit(x));
+  }
+  StreamLease lease = Device::cpu().stream_pool().acquire();
+  double worst = 0;
+  for (int i = 0; i < 100; ++i) {
+    const Response r = fs[i].get();
+    Tensor x = Tensor::from_vector(inputs[i], {1, 16}, lease.stream());
+    const std::vector<float> want = reference->forward(x, lease.stream()).to_vector(lease.stream());
+    ASSERT_EQ(r.output.size(), want.size());
+    for (size_t k = 0; k < want.size(); ++k)
+      worst = std::max(worst, static_cast<double>(std::fabs(r.output[k] - want[k])));
+  }
+  // f32 on both; the GPU's GEMM may round differently (TF32 is off).
+  EXPECT_LT(worst, 1e-4) << name << (graphs ? " with graphs" : "");
+  EXPECT_GT(engine.metrics().batches, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, EngineOnDevice,
+                         ::testing::Combine(::testing::Values("cpu", "cuda:0"), ::testing::Bool()),
+                         [](const auto& info) {
+                           std::string n = std::get<0>(info.param);
+                           for (char& c : n)
+                             if (c == ':') c = '_';
+                           return n + (std::get<1>(info.param) ? "_graphs" : "_plain");
+                         });
 
 }  // namespace
 }  // namespace fanin
