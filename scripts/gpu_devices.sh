@@ -16,8 +16,15 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   build/gpu/tests/fanin_unit_tests --gtest_brief=1 2>&1 | grep -vE "^\[       OK|^\[ RUN" | tail -40
   step sticky fault
   build/gpu/gpu_fault/engine_sticky_fault; echo "rc=$?"
+  step conformance
+  build/gpu/tests/fanin_conformance_tests 2>&1 | grep -E "PASSED|FAILED|tests ran" | tail -5
   step engine stress
   build/gpu/tests/fanin_stress_tests --gtest_filter='EngineStress.*' 2>&1 | tail -4
+fi
+if [ "${QUEUE_BENCH:-0}" = 1 ] && [ -x build/gpu/bench/fanin_queue_bench ]; then
+  step queue alone: workers x devices
+  build/gpu/bench/fanin_queue_bench --benchmark_min_time=0.5 2>&1 | grep -E "^BM_" | \
+    sed -E 's@/process_time/real_time@@' | awk '{print $1, $NF, $(NF-2)}'
 fi
 step bench mlp queue cuda:0,cpu:1
 build/gpu/fanin bench --mode queue --model mlp --devices cuda:0,cpu:1 --graphs --producers 1,64 \
