@@ -89,6 +89,14 @@ struct EngineOptions {
   bool check_inputs = false;                          // fail NaN/Inf inputs alone
   bool use_graphs = false;                            // capture the forward per (worker, size)
   std::chrono::milliseconds lease_timeout{10000};     // waiting for a worker's stream lease
+  // Before serving, each worker runs batches of zeros (text: empty texts) at
+  // each preferred batch size (or 1 and max_batch_size), twice: graphs are
+  // captured and library plans made before the first request, and each
+  // device's batch time is known to the routing (Note [Engine devices]).
+  // The constructor returns when every worker has warmed up; a device that
+  // fails its warm-up is taken out of rotation, and if none is left the
+  // constructor throws Unavailable.
+  bool warmup = false;
   // Observability / test hooks, called on the worker thread (may be empty).
   std::function<void(int batch_size)> on_batch_formed;   // before the launch-time checks
   std::function<void(int batch_size)> on_batch_computed; // after compute, before results

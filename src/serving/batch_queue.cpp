@@ -284,6 +284,15 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
   return out;
 }
 
+void BatchQueue::add_sample(int lane, double batch_us, int batch_rows) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (lanes_.size() > 1 && batch_us > 0 && batch_rows > 0) {
+    Lane& l = lanes_[static_cast<size_t>(lane)];
+    l.cost.add(batch_rows, batch_us);
+    l.last_done = Clock::now();  // the estimate is fresh: no decay yet
+  }
+}
+
 void BatchQueue::notify_all_lanes() {
   for (Lane& lane : lanes_) lane.cv.notify_all();
 }

@@ -142,6 +142,10 @@ class BatchQueue {
   Formed next_batch(int lane = 0, bool finished_previous = false, double batch_us = 0,
                     int batch_rows = 0);
 
+  // A batch time measured outside next_batch (an engine's warm-up) for
+  // Note [Routing by expected finish].
+  void add_sample(int lane, double batch_us, int batch_rows);
+
   // No more admissions; workers finish what is queued, then see closed.
   void close();
   // Closes and removes every queued request (for cancellation). Later

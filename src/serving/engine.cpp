@@ -126,6 +126,7 @@ class EngineImpl {
       metrics_.workers[w].stream_id = workers_[w].lease->id();
     }
     live_ = n_workers;
+    warming_ = options_.warmup ? n_workers : 0;
     try {
       for (int w = 0; w < n_workers; ++w)
         workers_[w].thread = std::thread([this, w] { run_worker(w); });
@@ -135,6 +136,7 @@ class EngineImpl {
       join_locked();
       throw;
     }
+    if (options_.warmup) wait_for_warmup();
   }
 
   ~EngineImpl() { drain(std::chrono::milliseconds::max()); }
@@ -425,8 +427,76 @@ class EngineImpl {
     for (Request* r : run) r->fail(e);
   }
 
+  // EngineOptions::warmup: the constructor waits for every worker; with
+  // no device left it fails like a constructor that cannot start.
+  void wait_for_warmup() {
+    {
+      std::unique_lock<std::mutex> lock(warm_mu_);
+      warm_cv_.wait(lock, [&] { return warming_ == 0; });
+    }
+    std::string reasons;
+    {
+      std::lock_guard<std::mutex> lock(metrics_mu_);
+      if (metrics_.device_failures < replicas_.size()) return;
+      for (const auto& d : metrics_.devices) reasons += "; " + d.name + ": " + d.failure;
+    }
+    cancel_now();
+    join_locked();
+    FANIN_THROW(kUnavailable, "[Engine] every device failed its warm-up", reasons);
+  }
+
+  // EngineOptions::warmup, on worker `wk`'s thread before it serves.
+  void warm_up(Worker& wk) {
+    std::vector<int> sizes = options_.preferred_batch_sizes;
+    if (sizes.empty()) sizes = {1, options_.max_batch_size};
+    if (sizes.size() == 2 && sizes[0] == sizes[1]) sizes.pop_back();
+    const std::vector<float> zeros(static_cast<size_t>(in_numel_), 0.0f);
+    const std::vector<int32_t> empty_text = text_ ? replicas_.front()->encoder->tokenize("")
+                                                  : std::vector<int32_t>{};
+    Stream& s = wk.lease.stream();
+    for (int size : sizes) {
+      for (int rep = 0; rep < 2; ++rep) {  // the first captures / makes plans; the second is a sample
+        try {
+          const Clock::time_point t0 = Clock::now();
+          bool captured = false;
+          if (!text_) {
+            wk.rows.assign(static_cast<size_t>(size), &zeros);
+            captured = wk.launcher.run_model(*wk.replica->model, wk.rows, padded(size),
+                                             options_.use_graphs, s);
+          } else {
+            wk.tokens.assign(static_cast<size_t>(size), &empty_text);
+            wk.launcher.run_text(*wk.replica->encoder, wk.tokens, s);
+          }
+          s.synchronize();
+          if (!captured) queue_.add_sample(wk.lane, micros(Clock::now() - t0), padded(size));
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::kDeviceError && !device_still_works(wk)) {
+            retire_device(wk, e);
+          } else {
+            log(detail::str("fanin: [Engine] warm-up on ", wk.replica->device->name(),
+                            " at batch ", size, " failed (the device stays in rotation): ",
+                            e.message()));
+          }
+          return;
+        } catch (const std::exception& e) {
+          log(detail::str("fanin: [Engine] warm-up on ", wk.replica->device->name(), " at batch ",
+                          size, " failed (the device stays in rotation): ", e.what()));
+          return;
+        }
+      }
+    }
+  }
+
   void run_worker(int w) {
     Worker& wk = workers_[static_cast<size_t>(w)];
+    if (options_.warmup) {
+      warm_up(wk);
+      {
+        std::lock_guard<std::mutex> lock(warm_mu_);
+        --warming_;
+      }
+      warm_cv_.notify_all();
+    }
     bool had_batch = false;
     for (;;) {
       Formed f = queue_.next_batch(wk.lane, had_batch, wk.last_batch_us, wk.last_batch_rows);
@@ -638,6 +708,10 @@ class EngineImpl {
   std::mutex exit_mu_;  // guards live_
   std::condition_variable exit_cv_;
   int live_ = 0;
+
+  std::mutex warm_mu_;  // guards warming_ (EngineOptions::warmup)
+  std::condition_variable warm_cv_;
+  int warming_ = 0;  // workers still warming up
 
   std::mutex lifecycle_mu_;  // serializes cancel_now() and joining (Note [Engine lifetime])
 };

@@ -6,6 +6,7 @@
 // fault is cleared by a guard. Every wait is bounded.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <tuple>
@@ -204,7 +205,10 @@ TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
   EXPECT_EQ(failures.load(), 0);
   EngineMetrics m = engine.metrics();
   EXPECT_GT(m.devices[1].batches, 100u);
-  EXPECT_LT(m.devices[0].batches * 20, m.devices[1].batches)
+  // Busy whenever free, the slow device would run ~30 batches in 600 ms (it
+  // did before the routing rule); now its warm-up and measuring batches,
+  // and a probe at most (its estimate halves every 320 ms idle).
+  EXPECT_LE(m.devices[0].batches, 8u)
       << "slow " << m.devices[0].batches << " batches, fast " << m.devices[1].batches;
 }
 
@@ -237,6 +241,78 @@ TEST(EngineDevices, NewDevicesRampUpTheirBatchSize) {
   }
   // Full batches come (on a busy machine one device may take most of them).
   EXPECT_EQ(largest_anywhere, 16);
+}
+
+// EngineOptions::warmup: graphs are captured, and each device measured,
+// before the constructor returns.
+TEST(EngineDevices, WarmupCapturesEveryPreferredSizeBeforeServing) {
+  TestModelOptions o;
+  o.inspect = false;  // graphs: no host reads in forward
+  auto model = std::make_shared<TestModel>(o, Device::get("cpu:1"));
+  EngineOptions opt = eager(2, 4);
+  opt.use_graphs = true;
+  opt.preferred_batch_sizes = {1, 2, 4};
+  opt.warmup = true;
+  Engine engine(model, opt);
+  // Two workers x three sizes, one capture each (replays do not call forward).
+  EXPECT_EQ(model->calls(), 6);
+  std::vector<int64_t> sizes = model->batch_sizes();
+  std::sort(sizes.begin(), sizes.end());
+  EXPECT_EQ(sizes, (std::vector<int64_t>{1, 1, 2, 2, 4, 4}));
+  std::vector<std::future<Response>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
+  EXPECT_EQ(model->calls(), 6) << "a request captured a graph after warm-up";
+  EXPECT_EQ(engine.metrics().submitted, 20u);  // warm-up batches are not requests
+}
+
+TEST(EngineDevices, WarmupMeasuresDevicesSoTheFirstRequestsGoToTheFastOne) {
+  TestModelOptions fast, slow;
+  fast.delay = 300us;
+  slow.delay = 5ms;
+  std::vector<std::shared_ptr<TestModel>> models{
+      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
+      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  EngineOptions opt = eager(1, 1);
+  opt.warmup = true;
+  Engine engine(as_replicas(models), opt);
+  const int slow_warmup = models[0]->calls();
+  EXPECT_EQ(slow_warmup, 2);  // batch size 1, twice
+  for (int i = 0; i < 50; ++i) {
+    auto f = engine.submit(row_for(static_cast<float>(i)));
+    ASSERT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
+  }
+  EXPECT_EQ(models[0]->calls(), slow_warmup) << "the slow device served requests";
+}
+
+TEST(EngineDevices, ADeviceThatFailsItsWarmupLeavesRotation) {
+  Device& bad = Device::get("cpu:5");
+  FaultGuard guard{bad};
+  std::vector<std::shared_ptr<TestModel>> models{
+      std::make_shared<TestModel>(TestModelOptions{}, bad),
+      std::make_shared<TestModel>(TestModelOptions{}, Device::get("cpu:6"))};
+  bad.set_fault("dead on arrival (injected)");
+  LogSink log;
+  EngineOptions opt = eager(2, 2);
+  opt.warmup = true;
+  opt.log = log.fn();
+  Engine engine(as_replicas(models), opt);
+  EngineMetrics m = engine.metrics();
+  EXPECT_EQ(m.device_failures, 1u);
+  EXPECT_FALSE(m.devices[0].healthy);
+  ASSERT_EQ(log.snapshot().size(), 1u);
+  EXPECT_NE(log.snapshot()[0].find("device cpu:5 failed and is out of rotation"), std::string::npos);
+  for (int i = 0; i < 10; ++i) {
+    auto f = engine.submit(row_for(static_cast<float>(i)));
+    EXPECT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
+  }
+  // And with no device left the constructor says why.
+  EXPECT_TRUE(throws_error(
+      [&] {
+        Engine e(std::vector<std::shared_ptr<const Model>>{models[0]}, opt);
+      },
+      ErrorCode::kUnavailable,
+      {"[Engine] every device failed its warm-up", "cpu:5", "dead on arrival"}));
 }
 
 // The acceptance case: one device fails; only its in-flight batch fails,
