@@ -53,6 +53,7 @@ json run_minilm_queue_bench(const BenchOptions& o) {
   eo.workers = o.workers;
   eo.max_batch_size = o.max_batch;
   eo.max_queue_delay = std::chrono::microseconds(o.max_delay_us);
+  eo.warmup = true;  // graphs, plans and routing estimates before the first request
   eo.max_tokens_per_batch = o.max_tokens;
   json scaling = json::array();
   for (const std::vector<Device*>& set : sets) {

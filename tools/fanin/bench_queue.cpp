@@ -21,6 +21,7 @@ json run_queue_bench(const BenchOptions& o) {
   eo.workers = o.workers;
   eo.max_batch_size = o.max_batch;
   eo.max_queue_delay = std::chrono::microseconds(o.max_delay_us);
+  eo.warmup = true;  // graphs, plans and routing estimates before the first request
   eo.use_graphs = o.graphs;
   if (o.graphs)
     for (int b = 1; b <= o.max_batch; b *= 2) eo.preferred_batch_sizes.push_back(b);
