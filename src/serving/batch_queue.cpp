@@ -63,17 +63,19 @@ double BatchQueue::front_rows() const {
       std::clamp<size_t>(count_, 1, static_cast<size_t>(config_.max_batch_size)));
 }
 
-double BatchQueue::finish_us(const Lane& lane, double k, double rows,
-                             Clock::time_point now) const {
+double BatchQueue::finish_us(const Lane& lane, double k, double rows, Clock::time_point now,
+                             bool decay) const {
   double est = lane.cost.estimate(rows);
-  if (lane.running == 0 && est > 0) {
+  if (decay && lane.running == 0 && est > 0) {
     const double idle_ms = std::chrono::duration<double, std::milli>(now - lane.last_done).count();
     if (idle_ms > 0) est *= std::exp2(-idle_ms / half_life_ms(est));
   }
   return est * (1.0 + (static_cast<double>(lane.running) + k - 1.0) / workers_per_lane_);
 }
 
-bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry) const {
+bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry,
+                          bool* probe) const {
+  if (probe != nullptr) *probe = false;
   if (lanes_.size() == 1) return true;
   const Lane& lane = lanes_[static_cast<size_t>(l)];
   if (!lane.cost.measured()) return true;  // not measured yet: try it
@@ -104,7 +106,13 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
     const double k_m = std::max(1.0, std::ceil(static_cast<double>(count_) / cap));
     best = std::min(best, finish_us(m, k_m, std::min(rows, cap), now));
   }
-  if (mine <= kRouteSlack * best) return true;
+  if (mine <= kRouteSlack * best) {
+    // Eligible only thanks to the decay of an idle estimate: a probe, one
+    // request (a probe of a slow device must not hold a batch of clients).
+    if (probe != nullptr)
+      *probe = finish_us(lane, 1.0, my_rows, now, /*decay=*/false) > kRouteSlack * best;
+    return true;
+  }
   if (retry != nullptr) {
     // Idle, its estimate halves every kRouteDecay: when would it pass?
     const double halvings = std::log2(mine / (kRouteSlack * best));
@@ -125,7 +133,7 @@ int BatchQueue::less_loaded_waiter(int l, Clock::time_point now) const {
     if (&other == &lane || other.retired || other.idle + other.filling == 0) continue;
     if (other.running >= lane.running) continue;
     if (best >= 0 && other.running >= lanes_[static_cast<size_t>(best)].running) continue;
-    if (!eligible(static_cast<int>(m), now, nullptr)) continue;
+    if (!eligible(static_cast<int>(m), now, nullptr, nullptr)) continue;
     best = static_cast<int>(m);
   }
   return best;
@@ -139,7 +147,8 @@ int BatchQueue::pick_lane() {
   for (int k = 0; k < n; ++k) {
     const int l = (rotate_ + k) % n;
     const Lane& lane = lanes_[static_cast<size_t>(l)];
-    if (lane.retired || lane.idle + lane.filling == 0 || !eligible(l, now, nullptr)) continue;
+    if (lane.retired || lane.idle + lane.filling == 0 || !eligible(l, now, nullptr, nullptr))
+      continue;
     if (best < 0 || lane.running < lanes_[static_cast<size_t>(best)].running) best = l;
   }
   if (best >= 0) rotate_ = (best + 1) % n;
@@ -245,7 +254,8 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
     Clock::time_point wake;
     if (due(now, &wake)) {
       Clock::time_point retry;
-      if (!eligible(lane_index, now, &retry)) {
+      bool probe = false;
+      if (!eligible(lane_index, now, &retry, &probe)) {
         // Note [Routing by expected finish]: another lane finishes it
         // sooner; wait (as idle: a push or a retirement may wake us) until
         // this lane's estimate has decayed, or something changes.
@@ -267,7 +277,7 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
         --idle_;
         continue;
       }
-      form(now, out, row_cap(lane));
+      form(now, out, probe ? 1 : row_cap(lane));
       if (!out.batch.empty() || !out.expired.empty() || !out.dropped.empty()) break;
       continue;
     }

@@ -42,8 +42,10 @@
 // of the front batch, decayed by half per 16 x est (within 0.1..1 s) while
 // the lane runs nothing: an
 // estimate from long ago must not bench a device for good, so a lane left
-// idle becomes eligible again and is re-measured, and the longer its
-// batches, the rarer such probes, so they cost a few percent at most. A lane with no estimate yet
+// idle becomes eligible again and is re-measured with a one-request batch
+// (a probe must not hold a batch of clients: on the H100 one probe of the
+// CPU with 32 sentences cost the encoder 60% of a 3 s run), and the longer
+// its batches, the rarer such probes. A lane with no estimate yet
 // is always eligible and, while it waits and one batch's worth is queued,
 // goes first (else a measured lane whose worker returns sooner takes every
 // request before the woken waiter runs, and the new lane is never measured).
@@ -175,12 +177,15 @@ class BatchQueue {
   double front_rows() const;  // under mu_: rows of the batch that would form now
   static constexpr std::chrono::milliseconds kRouteDecay{100};
   static constexpr std::chrono::milliseconds kRouteDecayMax{1000};
-  // Under mu_: F(lane, k) for a batch of `rows`.
-  double finish_us(const Lane& lane, double k, double rows, Clock::time_point now) const;
+  // Under mu_: F(lane, k) for a batch of `rows` (with the idle decay unless
+  // `decay` is false).
+  double finish_us(const Lane& lane, double k, double rows, Clock::time_point now,
+                   bool decay = true) const;
   static double half_life_ms(double est_us);  // of an idle lane's estimate
   // Under mu_: lane may take the next batch; if not, *retry is when it
-  // might (its estimate decays).
-  bool eligible(int lane, Clock::time_point now, Clock::time_point* retry) const;
+  // might (its estimate decays). *probe: only thanks to that decay (then it
+  // takes one request).
+  bool eligible(int lane, Clock::time_point now, Clock::time_point* retry, bool* probe) const;
   bool ready() const;  // under mu_: a full batch is queued (size, tokens, preferred size)
   int pick_lane();     // under mu_: Note [Routing by expected finish]; a lane with a waiter, or -1
   // Under mu_: an eligible lane with a waiter running fewer batches than

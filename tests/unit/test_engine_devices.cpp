@@ -315,6 +315,32 @@ TEST(EngineDevices, ADeviceThatFailsItsWarmupLeavesRotation) {
       {"[Engine] every device failed its warm-up", "cpu:5", "dead on arrival"}));
 }
 
+// An idle slow device is re-measured with one request, not a batch: a
+// probe must not hold many clients on the slow device.
+TEST(EngineDevices, AnIdleSlowDeviceIsProbedWithOneRequest) {
+  TestModelOptions fast, slow;
+  fast.delay = 200us;
+  slow.delay = 2ms;
+  std::vector<std::shared_ptr<TestModel>> models{
+      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
+      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  EngineOptions opt = eager(1, 16);
+  opt.warmup = true;  // both measured at batch 1 and 16
+  Engine engine(as_replicas(models), opt);
+  const size_t warmup_calls = models[0]->batch_sizes().size();
+  // Idle long enough for the slow device's estimate to decay (100 ms per
+  // halving; it needs about three).
+  std::this_thread::sleep_for(450ms);
+  std::vector<std::future<Response>> fs;
+  for (int i = 0; i < 64; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
+  for (int i = 0; i < 64; ++i) EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
+  const std::vector<int64_t> sizes = models[0]->batch_sizes();
+  ASSERT_GE(sizes.size(), warmup_calls);
+  for (size_t i = warmup_calls; i < sizes.size(); ++i)
+    EXPECT_EQ(sizes[i], 1) << "a batch of " << sizes[i] << " went to the slow device";
+  EXPECT_LE(sizes.size() - warmup_calls, 2u);
+}
+
 // The acceptance case: one device fails; only its in-flight batch fails,
 // it leaves rotation with a log line and a metric, and the requests that
 // were queued meanwhile run on the other device.
