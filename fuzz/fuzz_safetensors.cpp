@@ -17,8 +17,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto* p = static_cast<const uint8_t*>(t.data);
       int64_t numel = 1;
       for (int64_t d : t.shape) numel *= d;
-      if (p < data || p + t.bytes > data + size ||
-          uint64_t(numel) * fanin::dtype_size(t.dtype) != t.bytes) {
+      // Sizes by the file's dtype name: an unsupported dtype (I64, F64, ...)
+      // is validated too, and t.dtype means nothing for it.
+      const size_t esize = fanin::safetensors::element_size(t.dtype_name);
+      if (p < data || p + t.bytes > data + size || esize == 0 ||
+          uint64_t(numel) * esize != t.bytes || (t.supported && fanin::dtype_size(t.dtype) != esize)) {
         std::fprintf(stderr, "fuzz_safetensors: tensor '%s' outside the input or mis-sized\n",
                      name.c_str());
         std::abort();

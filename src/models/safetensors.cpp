@@ -26,16 +26,6 @@ bool dtype_from_name(const std::string& s, DType* out) {
   return true;
 }
 
-// Element sizes of every dtype the format defines; fanin reads only some
-// (dtype_from_name), but validates the layout of all.
-size_t format_dtype_size(const std::string& s) {
-  if (s == "F64" || s == "I64" || s == "U64") return 8;
-  if (s == "F32" || s == "I32" || s == "U32") return 4;
-  if (s == "F16" || s == "BF16" || s == "I16" || s == "U16") return 2;
-  if (s == "I8" || s == "U8" || s == "BOOL" || s == "F8_E4M3" || s == "F8_E5M2") return 1;
-  return 0;
-}
-
 const char* dtype_to_name(DType t) {
   switch (t) {
     case DType::kF32: return "F32";
@@ -47,6 +37,14 @@ const char* dtype_to_name(DType t) {
 }
 
 }  // namespace
+
+size_t element_size(const std::string& s) {
+  if (s == "F64" || s == "I64" || s == "U64") return 8;
+  if (s == "F32" || s == "I32" || s == "U32") return 4;
+  if (s == "F16" || s == "BF16" || s == "I16" || s == "U16") return 2;
+  if (s == "I8" || s == "U8" || s == "BOOL" || s == "F8_E4M3" || s == "F8_E5M2") return 1;
+  return 0;
+}
 
 std::map<std::string, TensorView> parse(const uint8_t* bytes, size_t size, const std::string& what,
                                         std::map<std::string, std::string>* metadata) {
@@ -93,7 +91,7 @@ std::map<std::string, TensorView> parse(const uint8_t* bytes, size_t size, const
                 kInvalidArgument, "[safetensors] ", what, ": tensor '", name,
                 "' needs data_offsets [begin, end]");
     const std::string dname = v["dtype"].get<std::string>();
-    const size_t esize = format_dtype_size(dname);
+    const size_t esize = element_size(dname);
     FANIN_CHECK(esize != 0, kInvalidArgument, "[safetensors] ", what, ": tensor '", name,
                 "' has unknown dtype ", dname);
     DType dtype = DType::kF32;

@@ -55,6 +55,10 @@ class File {
   std::map<std::string, std::string> metadata_;
 };
 
+// Bytes per element of a dtype the format defines ("F64" ... "F8_E5M2"),
+// whether or not fanin computes with it; 0 for an unknown name.
+size_t element_size(const std::string& dtype_name);
+
 // Validates an in-memory image (header + data); used by File::open and the
 // fuzz target. `what` names the source in error messages.
 std::map<std::string, TensorView> parse(const uint8_t* bytes, size_t size, const std::string& what,
