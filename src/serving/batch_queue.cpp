@@ -17,22 +17,22 @@ BatchQueue::BatchQueue(QueueConfig config, int lanes, int workers_per_lane)
   live_lanes_ = static_cast<int>(lanes_.size());
 }
 
-void CostModel::add(double rows, double us) noexcept {
+void CostModel::add(double units, double us) noexcept {
   if (++samples == 1) return;  // warm-up: library plans, first launches
   if (measured()) {
-    const double e = estimate(rows);
+    const double e = estimate(units);
     if (e > 0) us = std::clamp(us, e / 4, e * 4);
   }
-  max_rows = std::max(max_rows, rows);
+  max_units = std::max(max_units, units);
   constexpr double keep = 0.75;
   s0 = s0 * keep + 1;
-  s1 = s1 * keep + rows;
-  s2 = s2 * keep + rows * rows;
+  s1 = s1 * keep + units;
+  s2 = s2 * keep + units * units;
   t0 = t0 * keep + us;
-  t1 = t1 * keep + rows * us;
+  t1 = t1 * keep + units * us;
 }
 
-double CostModel::estimate(double rows) const noexcept {
+double CostModel::estimate(double units) const noexcept {
   if (!measured()) return 0;
   const double mean = t0 / s0;
   const double det = s0 * s2 - s1 * s1;
@@ -40,7 +40,7 @@ double CostModel::estimate(double rows) const noexcept {
   const double b = (s0 * t1 - s1 * t0) / det;
   if (b <= 0) return mean;
   const double a = (t0 - b * s1) / s0;
-  return std::max(a, 0.0) + b * rows > 0 ? std::max(a, 0.0) + b * rows : mean;
+  return std::max(a, 0.0) + b * units > 0 ? std::max(a, 0.0) + b * units : mean;
 }
 
 double BatchQueue::half_life_ms(double est_us) {
@@ -55,7 +55,14 @@ size_t BatchQueue::row_cap(const Lane& lane) const {
   const size_t max_n = static_cast<size_t>(config_.max_batch_size);
   if (lanes_.size() == 1) return max_n;
   if (!lane.cost.measured()) return 1;
-  return std::min(max_n, std::max<size_t>(1, static_cast<size_t>(2 * lane.cost.max_rows)));
+  // Twice the largest measured batch, in requests of the cost queued now.
+  const double rows = 2 * lane.cost.max_units / mean_cost();
+  return std::min(max_n, std::max<size_t>(1, static_cast<size_t>(rows)));
+}
+
+double BatchQueue::mean_cost() const {
+  return count_ == 0 ? 1.0
+                     : std::max(1.0, static_cast<double>(tokens_) / static_cast<double>(count_));
 }
 
 double BatchQueue::front_rows() const {
@@ -65,7 +72,7 @@ double BatchQueue::front_rows() const {
 
 double BatchQueue::finish_us(const Lane& lane, double k, double rows, Clock::time_point now,
                              bool decay) const {
-  double est = lane.cost.estimate(rows);
+  double est = lane.cost.estimate(rows * mean_cost());
   if (decay && lane.running == 0 && est > 0) {
     const double idle_ms = std::chrono::duration<double, std::milli>(now - lane.last_done).count();
     if (idle_ms > 0) est *= std::exp2(-idle_ms / half_life_ms(est));
@@ -117,7 +124,7 @@ bool BatchQueue::eligible(int l, Clock::time_point now, Clock::time_point* retry
     // Idle, its estimate halves every kRouteDecay: when would it pass?
     const double halvings = std::log2(mine / (kRouteSlack * best));
     const auto wait = std::chrono::duration<double, std::milli>(
-        std::min(halvings, 1.0) * half_life_ms(lane.cost.estimate(my_rows)));
+        std::min(halvings, 1.0) * half_life_ms(lane.cost.estimate(my_rows * mean_cost())));
     *retry = now + std::max(std::chrono::duration_cast<Clock::duration>(wait),
                             Clock::duration(std::chrono::microseconds(50)));
   }
@@ -221,7 +228,7 @@ void BatchQueue::form(Clock::time_point now, Formed& out, size_t max_rows) {
 }
 
 Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double batch_us,
-                              int batch_rows) {
+                              double batch_units) {
   Formed out;
   Lane& lane = lanes_[static_cast<size_t>(lane_index)];
   std::unique_lock<std::mutex> lock(mu_);
@@ -230,7 +237,7 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
     if (lanes_.size() > 1) {
       lane.last_done = Clock::now();
       // Note [Routing by expected finish]
-      if (batch_us > 0 && batch_rows > 0) lane.cost.add(batch_rows, batch_us);
+      if (batch_us > 0 && batch_units > 0) lane.cost.add(batch_units, batch_us);
     }
   }
   for (;;) {
@@ -294,11 +301,11 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
   return out;
 }
 
-void BatchQueue::add_sample(int lane, double batch_us, int batch_rows) {
+void BatchQueue::add_sample(int lane, double batch_us, double batch_units) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (lanes_.size() > 1 && batch_us > 0 && batch_rows > 0) {
+  if (lanes_.size() > 1 && batch_us > 0 && batch_units > 0) {
     Lane& l = lanes_[static_cast<size_t>(lane)];
-    l.cost.add(batch_rows, batch_us);
+    l.cost.add(batch_units, batch_us);
     l.last_done = Clock::now();  // the estimate is fresh: no decay yet
   }
 }

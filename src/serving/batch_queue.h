@@ -112,7 +112,8 @@ struct Formed {
   bool closed = false;              // queue closed and empty: the worker exits
 };
 
-// Note [Routing by expected finish]: a lane's batch time as a + b * rows,
+// Note [Routing by expected finish]: a lane's batch time as a + b * units,
+// units = the batch's request costs (rows for models, tokens for text),
 // fitted by least squares with exponential forgetting (each sample weighs
 // 4/3 of the one before), so a device whose cost is flat in the batch size
 // (a GPU) and one whose cost grows with it (a CPU) are both estimated right
@@ -121,10 +122,10 @@ struct Formed {
 struct CostModel {
   double s0 = 0, s1 = 0, s2 = 0, t0 = 0, t1 = 0;  // sums of w, w n, w n^2, w t, w n t
   int samples = 0;
-  double max_rows = 0;  // the largest batch sampled
+  double max_units = 0;  // the largest batch sampled
   bool measured() const noexcept { return s0 > 0; }
-  void add(double rows, double us) noexcept;
-  double estimate(double rows) const noexcept;  // 0 while not measured
+  void add(double units, double us) noexcept;
+  double estimate(double units) const noexcept;  // 0 while not measured
 };
 
 class BatchQueue {
@@ -141,12 +142,13 @@ class BatchQueue {
   // a batch that is now done (the lane's load drops by one).
   // `batch_us`: how long that batch took (0: not a sample, e.g. it
   // captured a graph) for Note [Routing by expected finish].
+  // `batch_units`: its requests' costs (Request::cost summed).
   Formed next_batch(int lane = 0, bool finished_previous = false, double batch_us = 0,
-                    int batch_rows = 0);
+                    double batch_units = 0);
 
   // A batch time measured outside next_batch (an engine's warm-up) for
   // Note [Routing by expected finish].
-  void add_sample(int lane, double batch_us, int batch_rows);
+  void add_sample(int lane, double batch_us, double batch_units);
 
   // No more admissions; workers finish what is queued, then see closed.
   void close();
@@ -175,6 +177,7 @@ class BatchQueue {
   };
   static constexpr double kRouteSlack = 1.5;
   double front_rows() const;  // under mu_: rows of the batch that would form now
+  double mean_cost() const;   // under mu_: mean Request::cost of what is queued (>= 1)
   static constexpr std::chrono::milliseconds kRouteDecay{100};
   static constexpr std::chrono::milliseconds kRouteDecayMax{1000};
   // Under mu_: F(lane, k) for a batch of `rows` (with the idle decay unless

@@ -272,7 +272,7 @@ class EngineImpl {
     // The last batch's time for routing (Note [Routing by expected
     // finish]); 0 when it is no sample (it captured a graph, or failed).
     double last_batch_us = 0;
-    int last_batch_rows = 0;
+    double last_batch_units = 0;  // its requests' costs, padding rows included
   };
 
   // Note [Engine devices]: checks the replicas and wraps them.
@@ -468,7 +468,10 @@ class EngineImpl {
             wk.launcher.run_text(*wk.replica->encoder, wk.tokens, s);
           }
           s.synchronize();
-          if (!captured) queue_.add_sample(wk.lane, micros(Clock::now() - t0), padded(size));
+          // Units as the requests' costs: a row each, or the tokens of a text.
+          const double units =
+              text_ ? static_cast<double>(size * empty_text.size()) : padded(size);
+          if (!captured) queue_.add_sample(wk.lane, micros(Clock::now() - t0), units);
         } catch (const Error& e) {
           if (e.code() == ErrorCode::kDeviceError && !device_still_works(wk)) {
             retire_device(wk, e);
@@ -499,10 +502,10 @@ class EngineImpl {
     }
     bool had_batch = false;
     for (;;) {
-      Formed f = queue_.next_batch(wk.lane, had_batch, wk.last_batch_us, wk.last_batch_rows);
+      Formed f = queue_.next_batch(wk.lane, had_batch, wk.last_batch_us, wk.last_batch_units);
       had_batch = !f.batch.empty();
       wk.last_batch_us = 0;
-      wk.last_batch_rows = 0;
+      wk.last_batch_units = 0;
       const Clock::time_point now = Clock::now();
       for (const RequestPtr& r : f.expired)
         fail(r, ErrorCode::kDeadlineExceeded,
@@ -630,7 +633,9 @@ class EngineImpl {
     const Clock::time_point done = Clock::now();
     const double compute_us = micros(done - formed);
     wk.last_batch_us = captured ? 0 : compute_us;
-    wk.last_batch_rows = padded(n);
+    double units = 0;
+    for (Request* r : run) units += static_cast<double>(r->cost);
+    wk.last_batch_units = units * padded(n) / n;
     // Decide and count every outcome first, then resolve (Note [Engine lifetime]).
     std::vector<double> queue_us(static_cast<size_t>(n));
     std::vector<char> discard(static_cast<size_t>(n));
