@@ -39,8 +39,8 @@ double CostModel::estimate(double units) const noexcept {
   if (det <= 1e-9 * s0 * s2) return mean;  // one batch size seen: no slope
   const double b = (s0 * t1 - s1 * t0) / det;
   if (b <= 0) return mean;
-  const double a = (t0 - b * s1) / s0;
-  return std::max(a, 0.0) + b * units > 0 ? std::max(a, 0.0) + b * units : mean;
+  const double fitted = std::max((t0 - b * s1) / s0, 0.0) + b * units;
+  return fitted > 0 ? fitted : mean;
 }
 
 double BatchQueue::half_life_ms(double est_us) {
@@ -250,11 +250,7 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
         out.closed = true;
         return out;
       }
-      ++idle_;
-      ++lane.idle;
-      lane.cv.wait(lock);
-      --lane.idle;
-      --idle_;
+      wait_as_idle(lane, lock, Clock::time_point::max());
       continue;
     }
     const Clock::time_point now = Clock::now();
@@ -266,22 +262,14 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
         // Note [Routing by expected finish]: another lane finishes it
         // sooner; wait (as idle: a push or a retirement may wake us) until
         // this lane's estimate has decayed, or something changes.
-        ++idle_;
-        ++lane.idle;
-        lane.cv.wait_until(lock, retry);
-        --lane.idle;
-        --idle_;
+        wait_as_idle(lane, lock, retry);
         continue;
       }
       if (const int better = less_loaded_waiter(lane_index, now); better >= 0) {
         // Note [Queue lanes]: a device running fewer batches has a worker
         // waiting (its wake-up may not have landed yet): it gets the batch.
         lanes_[static_cast<size_t>(better)].cv.notify_one();
-        ++idle_;
-        ++lane.idle;
-        lane.cv.wait_until(lock, now + std::chrono::milliseconds(1));
-        --lane.idle;
-        --idle_;
+        wait_as_idle(lane, lock, now + std::chrono::milliseconds(1));
         continue;
       }
       form(now, out, probe ? 1 : row_cap(lane));
@@ -299,6 +287,16 @@ Formed BatchQueue::next_batch(int lane_index, bool finished_previous, double bat
   lock.unlock();
   if (more >= 0) lanes_[static_cast<size_t>(more)].cv.notify_one();
   return out;
+}
+
+void BatchQueue::wait_as_idle(Lane& lane, std::unique_lock<std::mutex>& lock,
+                              Clock::time_point until) {
+  ++idle_;
+  ++lane.idle;
+  if (until == Clock::time_point::max()) lane.cv.wait(lock);
+  else lane.cv.wait_until(lock, until);
+  --lane.idle;
+  --idle_;
 }
 
 void BatchQueue::add_sample(int lane, double batch_us, double batch_units) {

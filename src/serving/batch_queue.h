@@ -195,6 +195,9 @@ class BatchQueue {
   // `lane`, or -1 (Note [Queue lanes]).
   int less_loaded_waiter(int lane, Clock::time_point now) const;
   void notify_all_lanes();
+  // Under mu_ (held by `lock`): waits on `lane`'s condition variable counted
+  // as idle (a push may wake it), until notified or `until` (max: no limit).
+  void wait_as_idle(Lane& lane, std::unique_lock<std::mutex>& lock, Clock::time_point until);
   void take_all_locked(ErrorCode code, std::string why, std::vector<RequestPtr>& all);  // under mu_
   bool due(Clock::time_point now, Clock::time_point* wake) const;  // under mu_
   void form(Clock::time_point now, Formed& out, size_t max_rows);  // under mu_

@@ -445,6 +445,15 @@ class EngineImpl {
     FANIN_THROW(kUnavailable, "[Engine] every device failed its warm-up", reasons);
   }
 
+  // Runs the batch in wk.rows (models) or wk.tokens (text), `n` requests,
+  // on `s` (Note [Engine payloads]); true when it captured a graph.
+  bool launch(Worker& wk, int n, Stream& s) {
+    if (!text_)
+      return wk.launcher.run_model(*wk.replica->model, wk.rows, padded(n), options_.use_graphs, s);
+    wk.launcher.run_text(*wk.replica->encoder, wk.tokens, s);
+    return false;
+  }
+
   // EngineOptions::warmup, on worker `wk`'s thread before it serves.
   void warm_up(Worker& wk) {
     std::vector<int> sizes = options_.preferred_batch_sizes;
@@ -456,36 +465,30 @@ class EngineImpl {
     Stream& s = wk.lease.stream();
     for (int size : sizes) {
       for (int rep = 0; rep < 2; ++rep) {  // the first captures / makes plans; the second is a sample
+        std::string failure;
         try {
           const Clock::time_point t0 = Clock::now();
-          bool captured = false;
-          if (!text_) {
-            wk.rows.assign(static_cast<size_t>(size), &zeros);
-            captured = wk.launcher.run_model(*wk.replica->model, wk.rows, padded(size),
-                                             options_.use_graphs, s);
-          } else {
-            wk.tokens.assign(static_cast<size_t>(size), &empty_text);
-            wk.launcher.run_text(*wk.replica->encoder, wk.tokens, s);
-          }
+          if (!text_) wk.rows.assign(static_cast<size_t>(size), &zeros);
+          else wk.tokens.assign(static_cast<size_t>(size), &empty_text);
+          const bool captured = launch(wk, size, s);
           s.synchronize();
           // Units as the requests' costs: a row each, or the tokens of a text.
           const double units =
               text_ ? static_cast<double>(size * empty_text.size()) : padded(size);
           if (!captured) queue_.add_sample(wk.lane, micros(Clock::now() - t0), units);
+          continue;
         } catch (const Error& e) {
           if (e.code() == ErrorCode::kDeviceError && !device_still_works(wk)) {
             retire_device(wk, e);
-          } else {
-            log(detail::str("fanin: [Engine] warm-up on ", wk.replica->device->name(),
-                            " at batch ", size, " failed (the device stays in rotation): ",
-                            e.message()));
+            return;
           }
-          return;
+          failure = e.message();
         } catch (const std::exception& e) {
-          log(detail::str("fanin: [Engine] warm-up on ", wk.replica->device->name(), " at batch ",
-                          size, " failed (the device stays in rotation): ", e.what()));
-          return;
+          failure = e.what();
         }
+        log(detail::str("fanin: [Engine] warm-up on ", wk.replica->device->name(), " at batch ",
+                        size, " failed (the device stays in rotation): ", failure));
+        return;
       }
     }
   }
@@ -604,16 +607,14 @@ class EngineImpl {
     bool captured = false;
     try {
       Stream& s = wk.lease.stream();
-      if (!text_) {
-        wk.rows.clear();
-        for (Request* r : run) wk.rows.push_back(&static_cast<EngineRequest*>(r)->input);
-        captured = wk.launcher.run_model(*wk.replica->model, wk.rows, padded(n),
-                                         options_.use_graphs, s);
-      } else {
-        wk.tokens.clear();
-        for (Request* r : run) wk.tokens.push_back(&static_cast<EngineRequest*>(r)->tokens);
-        wk.launcher.run_text(*wk.replica->encoder, wk.tokens, s);
+      wk.rows.clear();
+      wk.tokens.clear();
+      for (Request* r : run) {
+        auto* er = static_cast<EngineRequest*>(r);
+        if (!text_) wk.rows.push_back(&er->input);
+        else wk.tokens.push_back(&er->tokens);
       }
+      captured = launch(wk, n, s);
       s.synchronize();
     } catch (const Error& e) {
       batch_failed(wk, run, e,
