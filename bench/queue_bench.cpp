@@ -115,26 +115,21 @@ void BM_SubmitCallback(benchmark::State& state) {
   report(state);
 }
 
-BENCHMARK(BM_SubmitFuture)
-    ->ArgNames({"workers", "devices"})
-    ->Args({1, 1})
-    ->Args({2, 1})
-    ->Args({1, 2})
-    ->Threads(1)
-    ->Threads(4)
-    ->Threads(16)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime();
-BENCHMARK(BM_SubmitCallback)
-    ->ArgNames({"workers", "devices"})
-    ->Args({1, 1})
-    ->Args({2, 1})
-    ->Args({1, 2})
-    ->Threads(1)
-    ->Threads(4)
-    ->Threads(16)
-    ->UseRealTime()
-    ->MeasureProcessCPUTime();
+// Every configuration both benchmarks run.
+void configurations(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"workers", "devices"})
+      ->Args({1, 1})
+      ->Args({2, 1})
+      ->Args({1, 2})
+      ->Threads(1)
+      ->Threads(4)
+      ->Threads(16)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime();
+}
+
+BENCHMARK(BM_SubmitFuture)->Apply(configurations);
+BENCHMARK(BM_SubmitCallback)->Apply(configurations);
 
 }  // namespace
 

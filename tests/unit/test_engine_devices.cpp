@@ -76,6 +76,13 @@ std::vector<std::shared_ptr<const Model>> as_replicas(
   return {models.begin(), models.end()};
 }
 
+// One TestModel on cpu:1 (`first`) and one on cpu:2 (`second`).
+std::vector<std::shared_ptr<TestModel>> on_cpu_1_and_2(TestModelOptions first,
+                                                       TestModelOptions second) {
+  return {std::make_shared<TestModel>(first, Device::get("cpu:1")),
+          std::make_shared<TestModel>(second, Device::get("cpu:2"))};
+}
+
 // Waits until the models together have been entered `n` times.
 bool wait_total_calls(const std::vector<std::shared_ptr<TestModel>>& models, int n) {
   const auto until = Clock::now() + 10s;
@@ -91,9 +98,7 @@ bool wait_total_calls(const std::vector<std::shared_ptr<TestModel>>& models, int
 TEST(EngineDevices, EveryDeviceServesAndResultsAreRight) {
   TestModelOptions slow;
   slow.delay = 2ms;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
-      std::make_shared<TestModel>(slow, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, slow);
   Engine engine(as_replicas(models), eager(1, 1));
   std::vector<std::future<Response>> fs;
   for (int i = 0; i < 40; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
@@ -118,9 +123,7 @@ TEST(EngineDevices, EveryDeviceServesAndResultsAreRight) {
 // Two workers per device: a device that already runs a batch has a free
 // worker too, yet the next batch goes to the device that runs none.
 TEST(EngineDevices, TheNextBatchGoesToTheLeastLoadedDevice) {
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(gated(), Device::get("cpu:1")),
-      std::make_shared<TestModel>(gated(), Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(gated(), gated());
   Engine engine(as_replicas(models), eager(2, 1));
   std::vector<std::future<Response>> fs;
   for (int i = 0; i < 4; ++i) {
@@ -140,9 +143,7 @@ TEST(EngineDevices, AFasterDeviceTakesMoreBatches) {
   TestModelOptions fast, slow;
   fast.delay = 500us;
   slow.delay = 8ms;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
-      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   Engine engine(as_replicas(models), eager(1, 1));
   std::vector<std::future<Response>> fs;
   for (int i = 0; i < 60; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
@@ -159,9 +160,7 @@ TEST(EngineDevices, OneClientStaysOnTheFasterDevice) {
   TestModelOptions fast, slow;
   fast.delay = 300us;
   slow.delay = 5ms;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
-      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   Engine engine(as_replicas(models), eager(1, 1));
   for (int i = 0; i < 100; ++i) {
     auto f = engine.submit(row_for(static_cast<float>(i)));
@@ -182,9 +181,7 @@ TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
   TestModelOptions fast, slow;
   fast.delay = 1ms;
   slow.delay = 20ms;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
-      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   EngineOptions opt = eager(1, 16);
   Engine engine(as_replicas(models), opt);
   std::atomic<bool> stop{false};
@@ -218,9 +215,7 @@ TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
 TEST(EngineDevices, NewDevicesRampUpTheirBatchSize) {
   TestModelOptions o;
   o.delay = 200us;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(o, Device::get("cpu:1")),
-      std::make_shared<TestModel>(o, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(o, o);
   Engine engine(as_replicas(models), eager(1, 16));
   std::vector<std::future<Response>> fs;
   for (int i = 0; i < 200; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
@@ -270,9 +265,7 @@ TEST(EngineDevices, WarmupMeasuresDevicesSoTheFirstRequestsGoToTheFastOne) {
   TestModelOptions fast, slow;
   fast.delay = 300us;
   slow.delay = 5ms;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
-      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   EngineOptions opt = eager(1, 1);
   opt.warmup = true;
   Engine engine(as_replicas(models), opt);
@@ -321,9 +314,7 @@ TEST(EngineDevices, AnIdleSlowDeviceIsProbedWithOneRequest) {
   TestModelOptions fast, slow;
   fast.delay = 200us;
   slow.delay = 2ms;
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(slow, Device::get("cpu:1")),
-      std::make_shared<TestModel>(fast, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   EngineOptions opt = eager(1, 16);
   opt.warmup = true;  // both measured at batch 1 and 16
   Engine engine(as_replicas(models), opt);
@@ -414,9 +405,7 @@ TEST(EngineDevices, AFailedDeviceFailsOnlyItsBatchAndLeavesRotation) {
 // A batch that fails while its device still works (a model error) leaves
 // the device in rotation.
 TEST(EngineDevices, ABatchFailureOnAWorkingDeviceKeepsItInRotation) {
-  std::vector<std::shared_ptr<TestModel>> models{
-      std::make_shared<TestModel>(TestModelOptions{}, Device::get("cpu:1")),
-      std::make_shared<TestModel>(TestModelOptions{}, Device::get("cpu:2"))};
+  std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(TestModelOptions{}, TestModelOptions{});
   LogSink log;
   EngineOptions opt = eager(1, 1);
   opt.log = log.fn();
