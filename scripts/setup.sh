@@ -10,6 +10,7 @@ packages=(
   libutf8proc-dev          # Unicode NFD and categories for the WordPiece tokenizer
   nlohmann-json3-dev       # JSON (safetensors headers, bench output)
   libcli11-dev             # the fanin CLI
+  libboost1.81-dev         # Boost.Beast + Asio: the HTTP server (fanin serve)
   libgtest-dev libgmock-dev  # tests
   libbenchmark-dev         # micro-benchmarks
   spin                     # model checking of the pool and queue protocols

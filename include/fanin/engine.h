@@ -38,6 +38,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -66,15 +67,30 @@ class CancelToken {
 // Per-request options.
 struct RequestOptions {
   // Absolute deadline; time_point::max() means "the engine's default".
+  // deadline_after() makes one from a relative timeout without overflow.
   Clock::time_point deadline = Clock::time_point::max();
   // 0 is the most urgent; must be < EngineOptions::priority_levels.
   int priority = 0;
   // Optional cancellation token.
   std::shared_ptr<const CancelToken> cancel;
-  // Work units of this request for the token budget (e.g. its tokens);
-  // 0 means 1 for submit() and the request's token count for submit_text().
+  // Work units of each input for the token budget (e.g. its tokens); 0
+  // means 1 for tensor inputs and each input's token count for text.
+  // At most kMaxRequestCost.
   int64_t cost = 0;
+  // Text inputs longer than the encoder's max_length: true cuts them
+  // (Response::truncated counts them), false rejects the request with
+  // InvalidArgument naming the input and its length.
+  bool truncate = true;
 };
+
+// The largest RequestOptions::cost (and EngineOptions::max_tokens_per_batch):
+// sums of a queue's costs stay far from overflow.
+inline constexpr int64_t kMaxRequestCost = int64_t{1} << 40;
+
+// now + timeout, saturated at time_point::max() - 1 (a finite deadline)
+// for timeouts too long to add; a negative timeout gives now.
+Clock::time_point deadline_after(std::chrono::microseconds timeout,
+                                 Clock::time_point now = Clock::now()) noexcept;
 
 // Engine configuration: the batching knobs.
 struct EngineOptions {
@@ -107,19 +123,62 @@ struct EngineOptions {
 
 // A successful result.
 struct Response {
-  std::vector<float> output;  // the request's output row(s), as f32
-  Shape shape;                // its shape (the model's output_shape)
-  double queue_us = 0;        // enqueue -> batch formed
-  double compute_us = 0;      // batch formed -> results ready
-  int batch_size = 0;         // requests in its batch (before padding)
+  // The output rows as f32: one request's numel(output_shape) values, or
+  // n x numel(output_shape) for a request of n inputs (submit_batch,
+  // submit_texts, submit_token_ids), row i for input i.
+  std::vector<float> output;
+  // output_shape for a single-input submit; {n, output_shape...} for a
+  // request of n inputs.
+  Shape shape;
+  // Text engines: tokens run for the request's inputs ([CLS] and [SEP]
+  // included, after truncation); tensor engines: 0.
+  int64_t tokens = 0;
+  // Text engines: inputs that were cut to max_length.
+  int truncated = 0;
+  double queue_us = 0;    // enqueue -> batch formed (the last input's batch)
+  double compute_us = 0;  // batch formed -> results ready (the last input's batch)
+  int batch_size = 0;     // requests in that batch (before padding)
 };
 
-// Counters and histograms; a consistent snapshot.
+// What an engine serves, for front ends (routes, /info, model configs).
+enum class PayloadKind {
+  kTensor,  // float rows of numel(input_shape) values
+  kText,    // texts (or token ids) in, sentence embeddings out
+};
+
+// "tensor" or "text".
+const char* to_string(PayloadKind kind) noexcept;
+
+struct EngineInfo {
+  PayloadKind kind = PayloadKind::kTensor;
+  std::string model_name;    // Model::name(), or the encoder's ("bert-6x384")
+  Shape input_shape;         // one input without the batch dimension; text: {max_length}
+  Shape output_shape;        // one input's output; text: {dim}
+  DType dtype = DType::kF32;          // the replicas' compute dtype
+  DType input_dtype = DType::kF32;    // what submit takes: f32 rows (text: i32 token ids)
+  DType output_dtype = DType::kF32;   // what Response::output holds: f32
+  int max_length = 0;        // text: tokens per input, [CLS] and [SEP] included; else 0
+  int vocab_size = 0;        // text: the tokenizer's vocabulary; else 0
+  int max_batch_size = 0;    // EngineOptions::max_batch_size
+  int64_t max_tokens_per_batch = 0;  // EngineOptions::max_tokens_per_batch
+  std::vector<std::string> devices;  // in the engine's order, e.g. {"cuda:0", "cpu:1"}
+};
+
+// The tokens of one text as a text engine runs them.
+struct Tokenized {
+  std::vector<int32_t> ids;  // [CLS] ... [SEP], cut to max_length
+  bool truncated = false;    // pieces were cut
+};
+
+// Counters and histograms; a consistent snapshot. Requests are counted per
+// input: a submit_texts of 32 texts adds 32 to submitted.
 struct EngineMetrics {
   uint64_t submitted = 0, completed = 0, failed = 0;
   uint64_t rejected_queue_full = 0, rejected_invalid = 0, rejected_shutdown = 0;
   uint64_t deadline_exceeded = 0, cancelled = 0, invalid_in_batch = 0, device_errors = 0;
   uint64_t batches = 0;
+  uint64_t tokens = 0;     // text engines: tokens run in completed batches
+  uint64_t in_flight = 0;  // accepted inputs not yet resolved (queued or running)
   std::vector<uint64_t> batch_fill;  // batch_fill[n] = batches of n requests (n <= max)
   // Latency histograms in microseconds: counts per bucket upper bound.
   std::vector<double> latency_bounds_us;
@@ -220,6 +279,50 @@ class Engine {
   // and submit_text() on a model engine, throw InvalidArgument.
   std::future<Response> submit_text(std::string text, const RequestOptions& options = {});
   void submit_text(std::string text, const RequestOptions& options, Callback done);
+
+  // Requests of several inputs: one admission (all inputs are queued, or
+  // the call throws and none is), one resolution. The inputs may run in
+  // different batches; the request fails with the first error any of its
+  // inputs meets (the others are then dropped). Response::output holds the
+  // rows in input order, Response::shape is {n, output_shape...}.
+  // `rows`: n x numel(input_shape) floats, row-major (tensor engines).
+  void submit_batch(std::vector<float> rows, int64_t n, const RequestOptions& options,
+                    Callback done);
+  std::future<Response> submit_batch(std::vector<float> rows, int64_t n,
+                                     const RequestOptions& options = {});
+  // Texts (text engines), each tokenized on the calling thread. Invalid
+  // UTF-8, and with options.truncate false an input over max_length, throw
+  // InvalidArgument naming the input's index.
+  void submit_texts(std::vector<std::string> texts, const RequestOptions& options,
+                    Callback done);
+  std::future<Response> submit_texts(std::vector<std::string> texts,
+                                     const RequestOptions& options = {});
+  // Already-tokenized inputs (text engines): each a list of vocabulary ids.
+  // [CLS] and [SEP] are added unless an input already starts with [CLS] and
+  // ends with [SEP]; longer inputs are cut (or rejected, options.truncate).
+  // An id outside the vocabulary throws InvalidArgument naming it.
+  void submit_token_ids(std::vector<std::vector<int32_t>> inputs, const RequestOptions& options,
+                        Callback done);
+  std::future<Response> submit_token_ids(std::vector<std::vector<int32_t>> inputs,
+                                         const RequestOptions& options = {});
+
+  // Text engines: what submit_text would run for `text` (throws
+  // InvalidArgument for invalid UTF-8, or on a tensor engine). Thread-safe.
+  Tokenized tokenize(std::string_view text) const;
+  // Text engines: the vocabulary's token for each id (e.g. "##ing");
+  // throws InvalidArgument for an id outside the vocabulary.
+  std::vector<std::string> id_to_tokens(const std::vector<int32_t>& ids) const;
+  // Text engines: ids back to text as BERT's WordPiece decoder does
+  // ("##" pieces joined to the word before, special tokens skipped when
+  // `skip_special`).
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const;
+
+  // What the engine serves. Thread-safe; constant for its lifetime.
+  const EngineInfo& info() const noexcept;
+  // True while the engine accepts requests and can run them: warm-up done
+  // (or not asked for), not draining or cancelled, at least one device in
+  // rotation. Thread-safe.
+  bool ready() const noexcept;
 
   // Stops accepting; waits up to `timeout` for accepted requests to finish;
   // those still unfinished then are cancelled. Returns true if all finished

@@ -163,6 +163,17 @@ int BatchQueue::pick_lane() {
 }
 
 void BatchQueue::push(RequestPtr& request) {
+  std::vector<RequestPtr> one;
+  one.push_back(std::move(request));
+  try {
+    push_many(one);
+  } catch (...) {
+    request = std::move(one.front());
+    throw;
+  }
+}
+
+void BatchQueue::push_many(std::vector<RequestPtr>& requests) {
   int wake = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -172,11 +183,18 @@ void BatchQueue::push(RequestPtr& request) {
                     "[Engine::submit] the engine is shutting down and accepts no new requests");
       throw Error(closed_code_, closed_why_);
     }
-    FANIN_CHECK(count_ < config_.max_queue_length, kQueueFull, "[Engine::submit] queue is full (",
-                count_, " of max_queue_length ", config_.max_queue_length, " requests)");
-    tokens_ += request->cost;
-    levels_[static_cast<size_t>(request->priority)].push_back(std::move(request));
-    ++count_;
+    FANIN_CHECK(requests.size() <= config_.max_queue_length - count_, kQueueFull,
+                "[Engine::submit] queue is full (", count_, " of max_queue_length ",
+                config_.max_queue_length, " requests",
+                requests.size() > 1 ? detail::str("; this request has ", requests.size(), " inputs")
+                                    : std::string(),
+                ")");
+    for (RequestPtr& r : requests) {
+      tokens_ += r->cost;  // costs <= kMaxRequestCost, count_ <= 2^22: no overflow
+      levels_[static_cast<size_t>(r->priority)].push_back(std::move(r));
+    }
+    count_ += requests.size();
+    requests.clear();
     if (idle_ > 0 || (filling_ > 0 && ready())) wake = pick_lane();
   }
   if (wake >= 0) lanes_[static_cast<size_t>(wake)].cv.notify_one();
@@ -195,7 +213,8 @@ bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {
   Clock::time_point oldest = Clock::time_point::max();
   for (const auto& q : levels_)
     if (!q.empty()) oldest = std::min(oldest, q.front()->enqueued);
-  const Clock::time_point at = oldest + config_.max_queue_delay;
+  // Saturated: max_queue_delay may be microseconds::max() (wait for a full batch).
+  const Clock::time_point at = deadline_after(config_.max_queue_delay, oldest);
   if (now >= at) return true;
   *wake = at;
   return false;
@@ -212,8 +231,9 @@ void BatchQueue::form(Clock::time_point now, Formed& out, size_t max_rows) {
       } else if (r->deadline <= now) {
         out.expired.push_back(std::move(q.front()));
       } else {
+        // Written as a difference: tokens + cost may pass INT64_MAX.
         if (config_.max_tokens_per_batch > 0 && !out.batch.empty() &&
-            tokens + r->cost > config_.max_tokens_per_batch) {
+            r->cost > config_.max_tokens_per_batch - tokens) {
           return;  // budget reached; the rest waits for the next batch
         }
         tokens += r->cost;

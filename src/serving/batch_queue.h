@@ -82,13 +82,17 @@ struct Request {
   virtual void fail(const Error& e) noexcept = 0;
   // True for exactly one caller: the one that resolves the request.
   bool claim() noexcept { return !resolved_.exchange(true, std::memory_order_acq_rel); }
-  bool cancelled() const noexcept { return cancel != nullptr && cancel->cancelled(); }
+  // The caller's token, or the request's group failed (Note [Request groups]).
+  bool cancelled() const noexcept {
+    return (cancel != nullptr && cancel->cancelled()) || (dropped != nullptr && dropped->cancelled());
+  }
 
   int priority = 0;
   int64_t cost = 1;
   Clock::time_point enqueued;
   Clock::time_point deadline = Clock::time_point::max();
   std::shared_ptr<const CancelToken> cancel;
+  const CancelToken* dropped = nullptr;  // its group's; the group outlives the request
 
  private:
   std::atomic<bool> resolved_{false};
@@ -135,6 +139,9 @@ class BatchQueue {
   // Admission. Throws QueueFull (at max length) or Cancelled (closed); on a
   // throw the request is not taken.
   void push(RequestPtr& request);
+  // Admission of several requests at once (Note [Request groups]): all are
+  // queued, or none (the same throws) and `requests` is left as it was.
+  void push_many(std::vector<RequestPtr>& requests);
 
   // Worker side: blocks until a batch is due (full, or its oldest request
   // waited max_queue_delay, or the queue is closing) and forms it, for a

@@ -46,7 +46,7 @@ void read_row(const uint8_t* src, int64_t n, DType dtype, float* dst) {
 }
 
 bool BatchLauncher::run_model(const Model& model,
-                              const std::vector<const std::vector<float>*>& rows, int padded,
+                              const std::vector<const float*>& rows, int padded,
                               bool use_graphs, Stream& s) {
   const int n = static_cast<int>(rows.size());
   const int p = padded;
@@ -57,7 +57,7 @@ bool BatchLauncher::run_model(const Model& model,
   in_bytes_.assign(static_cast<size_t>(p * in_numel) * esize, 0);
   out_bytes_.resize(static_cast<size_t>(p * out_numel) * esize);
   for (int i = 0; i < n; ++i)
-    write_row(rows[i]->data(), in_numel, dtype,
+    write_row(rows[i], in_numel, dtype,
               in_bytes_.data() + static_cast<size_t>(i * in_numel) * esize);
   Shape in_shape{p};
   for (int64_t d : model.input_shape()) in_shape.push_back(d);

@@ -1,5 +1,5 @@
 // The device side of one Engine batch (Note [Engine payloads] in
-// engine.cpp): fill the batch input from the requests' rows, run the
+// payload.h): fill the batch input from the requests' rows, run the
 // forward (or replay the graph captured for that padded size), copy the
 // output rows back to the host. One BatchLauncher per worker, used only by
 // its thread: it owns that worker's host buffers and graphs.
@@ -23,12 +23,12 @@ void read_row(const uint8_t* src, int64_t n, DType dtype, float* dst);
 
 class BatchLauncher {
  public:
-  // A Model's batch: `rows` (each numel(input_shape) floats), padded with
+  // A Model's batch: `rows` (each points to numel(input_shape) floats), padded with
   // zero rows to `padded` (>= rows.size()); with `use_graphs` the forward
   // of each padded size is captured once on `stream` and replayed. Output:
   // padded x numel(output_shape) values of model.dtype() in out_bytes().
   // True when this call captured a graph (its time is no routing sample).
-  bool run_model(const Model& model, const std::vector<const std::vector<float>*>& rows,
+  bool run_model(const Model& model, const std::vector<const float*>& rows,
                  int padded, bool use_graphs, Stream& stream);
   // A text batch: token rows ([CLS] ... [SEP]) padded to the longest with
   // the tokenizer's pad id. Output: rows x dim() f32 in out_bytes().
