@@ -1,4 +1,5 @@
-// The `fanin` command: subcommands bench, race and embed (bench.h, race.h, embed.h).
+// The `fanin` command: subcommands bench, race, embed and serve (bench.h,
+// race.h, embed.h, serve.h).
 //
 // Exit codes are those of cli.h: 0 success, 1 a failed run (a fanin::Error is
 // printed as "fanin: <what()>"), 2 a bad command line.
@@ -13,6 +14,7 @@
 #include "embed.h"
 #include "fanin/error.h"
 #include "race.h"
+#include "serve.h"
 
 namespace fanin::cli {
 
@@ -72,6 +74,8 @@ int main(int argc, char** argv) {
   CLI::App* race_cmd = add_race_command(app, race);
   EmbedOptions embed;
   CLI::App* embed_cmd = add_embed_command(app, embed);
+  ServeOptions serve;
+  CLI::App* serve_cmd = add_serve_command(app, serve);
 
   try {
     app.parse(argc, argv);
@@ -81,11 +85,15 @@ int main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
-  const char* sub = bench_cmd->parsed() ? "bench" : race_cmd->parsed() ? "race" : "embed";
+  const char* sub = bench_cmd->parsed()   ? "bench"
+                    : race_cmd->parsed()  ? "race"
+                    : serve_cmd->parsed() ? "serve"
+                                          : "embed";
   try {
     if (bench_cmd->parsed()) return run_bench(bench);
     if (race_cmd->parsed()) return run_race(race);
     if (embed_cmd->parsed()) return run_embed(embed);
+    if (serve_cmd->parsed()) return run_serve(serve);
     return kExitUsage;  // unreachable: require_subcommand(1)
   } catch (const UsageError& e) {
     std::cerr << "fanin " << sub << ": " << e.what() << "\n"

@@ -1,0 +1,84 @@
+// What app.cpp (dispatch, admission, logging) and app_routes.cpp (the
+// routes) share. Internal to src/server.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "server/api/errors.h"
+#include "server/api/kserve.h"
+#include "server/api/metrics.h"
+#include "server/app.h"
+
+namespace fanin::server {
+
+// One request in progress: where its answer goes and what it reports.
+struct Call {
+  Respond respond;
+  api::Api api = api::Api::kTei;
+  std::string method;
+  std::string route;          // the route's template ("/v2/models/{m}/infer")
+  Clock::time_point received;
+  bool inference = false;     // counted in te_request_*
+  bool batch = false;         // inputs sent as a list
+  int64_t inputs = 0;
+  int64_t tokens = 0;
+  double tokenization_us = 0, queue_us = 0, inference_us = 0;
+  std::string failure;        // failure_label of the error, if any
+};
+using CallPtr = std::shared_ptr<Call>;
+
+struct App::Impl {
+  explicit Impl(AppOptions o) : options(std::move(o)) {}
+
+  // Finishes `call` with `response`: metrics, the log line, then respond.
+  void finish(Call& call, HttpResponse response);
+  // Finishes `call` with an error of its API.
+  void fail(Call& call, const api::ErrorBody& error, api::Reason reason);
+  void fail(Call& call, const api::ApiError& e) { fail(call, api::error_response(call.api, e), e.reason()); }
+  void fail(Call& call, const Error& e) {
+    fail(call, api::error_response(call.api, e), api::reason_of(e.code()));
+  }
+  void fail(Call& call, api::Reason reason, const std::string& message, std::string_view param = {}) {
+    fail(call, api::error_response(call.api, reason, message, param), reason);
+  }
+
+  // The engine if ready; else fails `call` with 503 and returns null.
+  std::shared_ptr<Engine> ready_engine(Call& call);
+  // Takes `n` inputs of the in-flight budget; false (the call failed with
+  // 429 / 503) when over it. release() gives them back.
+  bool admit(Call& call, int64_t n);
+  void release(int64_t n) noexcept { inputs_in_flight.fetch_sub(n, std::memory_order_acq_rel); }
+  // The request's options: deadline from X-Request-Timeout-Ms (or the
+  // default), truncation. Throws ApiError for a malformed header.
+  RequestOptions request_options(const HttpRequest& req, std::optional<bool> truncate) const;
+  bool known_model(std::string_view name) const;
+  void log_line(const std::string& line) const;
+
+  // Routes (app_routes.cpp). Each finishes the call, now or from the
+  // engine's callback.
+  void openai_embeddings(const CallPtr& call, const HttpRequest& req);
+  void openai_models(const CallPtr& call);
+  void tei_embed(const CallPtr& call, const HttpRequest& req);
+  void tei_tokenize(const CallPtr& call, const HttpRequest& req);
+  void tei_decode(const CallPtr& call, const HttpRequest& req);
+  void tei_info(const CallPtr& call);
+  void kserve_infer(const CallPtr& call, const HttpRequest& req, std::string_view model);
+  void kserve_model(const CallPtr& call, std::string_view model, std::string_view what);
+  void metrics(const CallPtr& call);
+
+  const AppOptions options;
+  api::ServerStats stats;
+  std::atomic<int64_t> inputs_in_flight{0};
+  std::atomic<bool> draining{false};
+  std::function<size_t()> connections;  // set before the server starts
+
+  mutable std::mutex engine_mu;  // guards engine and signature
+  std::shared_ptr<Engine> engine;
+  api::ModelSignature signature;  // the v2 routes' view of the engine
+};
+
+}  // namespace fanin::server
