@@ -4,7 +4,7 @@
 # fuzz/corpus/<target>/. Exits non-zero on any crash, leak, sanitizer report
 # or escaped exception; the failing input is left in $FUZZ_BUILD_DIR/artifacts.
 #
-# Usage: fuzz/run.sh [SECONDS] [TARGET...]     (targets: wordpiece safetensors)
+# Usage: fuzz/run.sh [SECONDS] [TARGET...]     (targets: wordpiece safetensors api)
 # Env:   CXX_FUZZ        clang++ to use (default: clang++ or clang++-14 on PATH)
 #        FUZZ_BUILD_DIR  where binaries and the growing corpora go (default build/fuzz)
 #        FANIN_FUZZ_VOCAB  vocabulary for fuzz_wordpiece (default: the fetched
@@ -15,7 +15,7 @@ set -euo pipefail
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wordpiece safetensors)
+[ ${#targets[@]} -gt 0 ] || targets=(wordpiece safetensors api)
 case "$seconds" in '' | *[!0-9]*) echo "fuzz/run.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +35,11 @@ libs_wordpiece=(-lutf8proc)
 sources_safetensors=(src/models/safetensors.cpp src/core/error.cpp)
 helpers_safetensors=(src/core/tensor.cpp)
 libs_safetensors=()
+# fuzz_api: the request-body parsers of fanin serve (nlohmann json, header-only).
+sources_api=(src/server/api/json.cpp src/server/api/errors.cpp src/server/api/embeddings.cpp
+             src/server/api/openai.cpp src/server/api/tei.cpp src/server/api/kserve.cpp
+             src/core/error.cpp)
+libs_api=()
 
 # Compiles $2 into $1 unless $1 is newer than the source and every header it
 # included last time (the compiler's -MMD list).

@@ -1,0 +1,129 @@
+// The shared JSON layer: bounded parsing, writers, UTF-8, base64, auth.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "server/api/auth.h"
+#include "server/api/embeddings.h"
+#include "server/api/json.h"
+#include "test_api_util.h"
+
+namespace fanin::server::api {
+namespace {
+
+TEST(ApiJson, ParsesObjects) {
+  const Json j = parse_json_object(R"({"a": [1, 2, {"b": "c"}]})");
+  EXPECT_EQ(j["a"][2]["b"], "c");
+}
+
+TEST(ApiJson, InvalidJsonNamesTheBytePosition) {
+  EXPECT_REJECTS(Api::kOpenAI, 400, "invalid JSON at byte 10", parse_json(R"({"a": tru})"));
+  EXPECT_REJECTS(Api::kKServe, 400, "invalid JSON at byte", parse_json(""));
+  EXPECT_REJECTS(Api::kTei, 400, "invalid JSON", parse_json(R"({"a": 1} trailing)"));
+}
+
+TEST(ApiJson, RejectsNestingDeeperThanTheLimit) {
+  const std::string deep(1000, '[');
+  EXPECT_REJECTS(Api::kOpenAI, 400, "nested deeper than 32", parse_json(deep));
+  EXPECT_REJECTS(Api::kOpenAI, 400, "nested deeper than 32",
+                 parse_json(std::string(33, '[') + std::string(33, ']')));
+  EXPECT_NO_THROW(parse_json(std::string(32, '[') + std::string(32, ']')));
+  std::string objects;
+  for (int i = 0; i < 40; ++i) objects += "{\"a\":";
+  EXPECT_REJECTS(Api::kTei, 400, "nested deeper than 8", parse_json(objects, 8));
+}
+
+TEST(ApiJson, RejectsBodiesThatAreNotObjects) {
+  EXPECT_REJECTS(Api::kOpenAI, 400, "request body must be a JSON object, got array",
+                 parse_json_object("[1]"));
+}
+
+TEST(ApiJson, FieldReadersNameTheField) {
+  const Json j = parse_json(R"({"s": 1, "b": "x", "i": 1.5, "big": 99})");
+  EXPECT_REJECTS(Api::kOpenAI, 400, "`s` must be a string, got number", get_string(j, "s"));
+  EXPECT_REJECTS(Api::kOpenAI, 400, "`b` must be a boolean, got string", get_bool(j, "b"));
+  EXPECT_REJECTS(Api::kOpenAI, 400, "`i` must be an integer, got number", get_int(j, "i", 0, 9));
+  EXPECT_REJECTS(Api::kOpenAI, 400, "`big` must be in [0, 9], got 99", get_int(j, "big", 0, 9));
+  EXPECT_FALSE(get_string(j, "absent").has_value());
+}
+
+TEST(ApiJson, Utf8Validation) {
+  EXPECT_TRUE(valid_utf8("plain ascii"));
+  EXPECT_TRUE(valid_utf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));
+  EXPECT_FALSE(valid_utf8("\xC0\x80"));          // overlong NUL
+  EXPECT_FALSE(valid_utf8("\xED\xA0\x80"));      // surrogate
+  EXPECT_FALSE(valid_utf8("\xF4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(valid_utf8("\xE2\x82"));          // truncated
+  EXPECT_FALSE(valid_utf8("\xFF"));
+  EXPECT_EQ(utf8_length("caf\xC3\xA9"), 4u);
+}
+
+TEST(ApiJson, AppendStringEscapesAndReplacesInvalidUtf8) {
+  std::string out;
+  append_string(out, std::string_view("a\"b\\c\n\x01 \xC3\xA9 \xFF end", 16));
+  const Json back = Json::parse(out);
+  EXPECT_EQ(back.get<std::string>(), "a\"b\\c\n\x01 \xC3\xA9 \xEF\xBF\xBD end");
+}
+
+TEST(ApiJson, FloatTextRoundTripsExactly) {
+  std::mt19937 rng(42);
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, -1.5f, 0.1f, 1e-45f, 1.17549435e-38f,
+                               std::numeric_limits<float>::max(), 3.14159265f, 1e-5f};
+  for (int i = 0; i < 20000; ++i) {
+    const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()));
+    if (std::isfinite(f)) values.push_back(f);
+  }
+  for (const float f : values) {
+    std::string s;
+    append_float(s, f);
+    const float back = std::strtof(s.c_str(), nullptr);
+    ASSERT_EQ(std::bit_cast<uint32_t>(back), std::bit_cast<uint32_t>(f)) << s;
+    // And it is a JSON number nlohmann reads back to the same float.
+    ASSERT_EQ(Json::parse(s).get<float>(), f) << s;
+  }
+  std::string s;
+  append_float(s, std::numeric_limits<float>::quiet_NaN());
+  append_float(s, std::numeric_limits<float>::infinity());
+  EXPECT_EQ(s, "nullnull");
+}
+
+TEST(ApiJson, Base64OfFloatsDecodesToTheSameFloats) {
+  for (size_t n : {0u, 1u, 2u, 3u, 384u}) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i) * 0.37f - 3.0f;
+    const std::string b64 = base64_f32(v.data(), n);
+    EXPECT_EQ(b64.size(), (n * 4 + 2) / 3 * 4);
+    const auto bytes = base64_decode(b64);
+    ASSERT_TRUE(bytes.has_value());
+    ASSERT_EQ(bytes->size(), n * 4);
+    std::vector<float> back(n);
+    if (n != 0) std::memcpy(back.data(), bytes->data(), n * 4);
+    EXPECT_EQ(back, v);
+  }
+  // A known vector: 1.0f is 00 00 80 3F little-endian.
+  const float one = 1.0f;
+  EXPECT_EQ(base64_f32(&one, 1), "AACAPw==");
+  EXPECT_FALSE(base64_decode("abc").has_value());
+  EXPECT_FALSE(base64_decode("a=bc").has_value());
+}
+
+TEST(ApiAuth, BearerMatchesOnlyTheKey) {
+  EXPECT_TRUE(bearer_matches("Bearer s3cret", "s3cret"));
+  EXPECT_TRUE(bearer_matches("bearer   s3cret ", "s3cret"));
+  EXPECT_FALSE(bearer_matches("Bearer s3cres", "s3cret"));
+  EXPECT_FALSE(bearer_matches("Bearer s3cre", "s3cret"));
+  EXPECT_FALSE(bearer_matches("Basic s3cret", "s3cret"));
+  EXPECT_FALSE(bearer_matches("Bearers3cret", "s3cret"));
+  EXPECT_FALSE(bearer_matches("", "s3cret"));
+  EXPECT_FALSE(bearer_matches("Bearer ", ""));
+  EXPECT_TRUE(constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(constant_time_equal("abc", "abd"));
+}
+
+}  // namespace
+}  // namespace fanin::server::api
