@@ -1,5 +1,6 @@
 #include "server/api/kserve.h"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -242,7 +243,9 @@ KServeInferRequest parse_kserve_infer(std::string_view body, std::optional<size_
       offset += size;
     } else if (data != nullptr) {
       int64_t count = 0;
-      req.rows.reserve(sig.text ? 0 : static_cast<size_t>(elements));
+      // Each JSON number takes at least two bytes: a small body cannot make
+      // a large reservation.
+      if (!sig.text) req.rows.reserve(std::min(static_cast<size_t>(elements), body.size() / 2));
       flatten(*data, sig.text, elements, name, req.rows, req.texts, count);
       if (count != elements)
         invalid("input " + json_quoted(name) + " has " + std::to_string(count) +
