@@ -70,6 +70,10 @@ bool App::ready() const {
   return e != nullptr && e->ready();
 }
 
+void App::set_executor(std::function<void(std::function<void()>)> post) {
+  impl_->post = std::move(post);
+}
+
 void App::set_connection_count(std::function<size_t()> count) {
   impl_->connections = std::move(count);
 }
@@ -193,7 +197,7 @@ void App::Impl::finish(Call& call, HttpResponse response) {
   o.inference = call.inference;
   o.batch = call.batch;
   o.total_us = total_us;
-  o.tokenization_us = call.tokenization_us;
+  o.tokenization_us = call.tokenization_us.load(std::memory_order_relaxed);
   o.queue_us = call.queue_us;
   o.inference_us = call.inference_us;
   o.inputs = call.inputs;

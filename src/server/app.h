@@ -70,6 +70,11 @@ class App {
 
   // Connections open now, for /metrics (the HTTP server's count).
   void set_connection_count(std::function<size_t()> count);
+  // Where the engine's results are formatted: `post(fn)` runs fn on another
+  // thread (HttpServer::post: an I/O thread), so an engine worker spends no
+  // time on JSON. Unset: on the worker. Both setters before the server
+  // starts; `post` must stay callable until the engine has drained.
+  void set_executor(std::function<void(std::function<void()>)> post);
 
   struct Impl;
 

@@ -26,7 +26,10 @@ struct Call {
   bool batch = false;         // inputs sent as a list
   int64_t inputs = 0;
   int64_t tokens = 0;
-  double tokenization_us = 0, queue_us = 0, inference_us = 0;
+  // Written by the thread that submitted, after submit returns; the engine
+  // may have answered by then (its callback reads it): atomic.
+  std::atomic<double> tokenization_us{0};
+  double queue_us = 0, inference_us = 0;  // written by the one thread that finishes
   std::string failure;        // failure_label of the error, if any
 };
 using CallPtr = std::shared_ptr<Call>;
@@ -75,6 +78,7 @@ struct App::Impl {
   std::atomic<int64_t> inputs_in_flight{0};
   std::atomic<bool> draining{false};
   std::function<size_t()> connections;  // set before the server starts
+  std::function<void(std::function<void()>)> post;  // set before the server starts
 
   mutable std::mutex engine_mu;  // guards engine and signature
   std::shared_ptr<Engine> engine;

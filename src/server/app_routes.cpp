@@ -1,6 +1,7 @@
 // The routes of fanin serve (Note [Serving routes] in docs/server.md): each
 // parses with api/, calls the Engine, and formats in the engine's callback.
 #include <cstring>
+#include <optional>
 
 #include "fanin/allocator.h"
 #include "fanin/device.h"
@@ -35,17 +36,25 @@ void run(App::Impl& im, const CallPtr& call, const std::shared_ptr<Engine>& engi
   try {
     submit(*engine, options, [impl, call, n, format](Response r, const Error* e) mutable {
       impl->release(n);
-      if (e != nullptr) return impl->fail(*call, *e);
-      call->queue_us = r.queue_us;
-      call->inference_us = r.compute_us;
-      call->tokens = r.tokens;
-      try {
-        impl->finish(*call, format(r));
-      } catch (const api::ApiError& ae) {
-        impl->fail(*call, ae);
-      } catch (const std::exception& ex) {
-        impl->fail(*call, api::Reason::kDeviceError, std::string("formatting failed: ") + ex.what());
-      }
+      std::optional<Error> error;
+      if (e != nullptr) error = *e;
+      // Formatted off the engine's worker (App::set_executor).
+      auto reply = [impl, call, format = std::move(format), r = std::move(r),
+                    error = std::move(error)]() mutable {
+        if (error) return impl->fail(*call, *error);
+        call->queue_us = r.queue_us;
+        call->inference_us = r.compute_us;
+        call->tokens = r.tokens;
+        try {
+          impl->finish(*call, format(r));
+        } catch (const api::ApiError& ae) {
+          impl->fail(*call, ae);
+        } catch (const std::exception& ex) {
+          impl->fail(*call, api::Reason::kDeviceError, std::string("formatting failed: ") + ex.what());
+        }
+      };
+      if (impl->post) impl->post(std::move(reply));
+      else reply();
     });
   } catch (const Error& e) {
     im.release(n);
@@ -53,7 +62,7 @@ void run(App::Impl& im, const CallPtr& call, const std::shared_ptr<Engine>& engi
     return;
   }
   // Tokenization happens inside submit, on this thread.
-  call->tokenization_us = micros(Clock::now() - t0);
+  call->tokenization_us.store(micros(Clock::now() - t0), std::memory_order_relaxed);
 }
 
 // Sends texts or token ids, as parsed.
@@ -129,7 +138,7 @@ void App::Impl::tei_embed(const CallPtr& call, const HttpRequest& req) {
         HttpResponse resp = json_response(api::format_tei_embed(r.output.data(), n_rows, d));
         api::TeiTiming t;
         t.total_us = micros(Clock::now() - call->received);
-        t.tokenization_us = call->tokenization_us;
+        t.tokenization_us = call->tokenization_us.load(std::memory_order_relaxed);
         t.queue_us = r.queue_us;
         t.inference_us = r.compute_us;
         t.tokens = r.tokens;
@@ -259,6 +268,7 @@ void App::Impl::metrics(const CallPtr& call) {
     e = engine;
   }
   const EngineMetrics m = e ? e->metrics() : EngineMetrics{};
+  if (connections) stats.set_connections(static_cast<int64_t>(connections()));
   std::string body = api::prometheus_text(stats, m);
   body += "# HELP fanin_ready 1 when the server answers inference requests.\n"
           "# TYPE fanin_ready gauge\nfanin_ready ";

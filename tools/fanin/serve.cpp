@@ -217,6 +217,9 @@ int run_serve(const ServeOptions& given) {
         return app.error_response(path, status, message);
       });
   app.set_connection_count([&http] { return http.connections(); });
+  // Responses are formatted on the I/O threads; `http` outlives the engine's
+  // callbacks: the engine drains below, before `http` goes.
+  app.set_executor([&http](std::function<void()> fn) { http.post(std::move(fn)); });
   const auto drain = std::chrono::milliseconds(o.drain_timeout_ms);
   http.on_signals([&](int signo) {
     say(o, "info", std::string("fanin: ") + (signo == SIGINT ? "SIGINT" : "SIGTERM") +

@@ -150,6 +150,10 @@ void ServerStats::connection_opened() noexcept {
   connections_.fetch_add(1, std::memory_order_relaxed);
   connections_total_.fetch_add(1, std::memory_order_relaxed);
 }
+void ServerStats::set_connections(int64_t open) noexcept {
+  connections_.store(open, std::memory_order_relaxed);
+}
+
 void ServerStats::connection_closed() noexcept {
   connections_.fetch_sub(1, std::memory_order_relaxed);
 }

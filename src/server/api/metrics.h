@@ -62,6 +62,8 @@ class ServerStats {
   void record_rejection(std::string_view reason);
   // Gauges: a connection opened / closed, a request begun / ended.
   void connection_opened() noexcept;
+  // Sets the open-connection gauge (from the HTTP server's own count).
+  void set_connections(int64_t open) noexcept;
   void connection_closed() noexcept;
   void request_started() noexcept;
   void request_finished() noexcept;

@@ -368,6 +368,20 @@ bool HttpServer::shutdown(std::chrono::milliseconds drain_timeout) {
 
 bool HttpServer::wait() { return impl_->wait(); }
 
+void HttpServer::post(std::function<void()> fn) {
+  std::shared_lock lock(impl_->hub_->mu);
+  if (!impl_->hub_->open || !impl_->ioc_) return;  // the server is gone
+  asio::post(*impl_->ioc_, [impl = impl_.get(), fn = std::move(fn)] {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      impl->log(std::string("posted work threw: ") + e.what());
+    } catch (...) {
+      impl->log("posted work threw");
+    }
+  });
+}
+
 size_t HttpServer::connections() const { return impl_->connections_.load(); }
 
 size_t HttpServer::in_flight() const { return impl_->in_flight_.load(); }

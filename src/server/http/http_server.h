@@ -143,6 +143,13 @@ class HttpServer {
   // drained); not on an I/O thread.
   bool wait();
 
+  // Runs `fn` soon on one of the I/O threads (in no set order), e.g. to
+  // format a response there rather than on the thread that produced its
+  // data (an engine worker). Callable from any thread; dropped once the
+  // server is destroyed. `fn` must not block; an exception it throws is
+  // logged and dropped.
+  void post(std::function<void()> fn);
+
   // Connections open now.
   size_t connections() const;
   // Requests handed to the Handler and not yet answered.
