@@ -65,6 +65,18 @@ void run(App::Impl& im, const CallPtr& call, const std::shared_ptr<Engine>& engi
   call->tokenization_us.store(micros(Clock::now() - t0), std::memory_order_relaxed);
 }
 
+// `dimensions` above the model's output size is the client's mistake: said
+// before any compute, naming the field.
+bool check_dimensions(App::Impl& im, Call& call, const Engine& engine, std::optional<int> d) {
+  const int64_t dim = engine.info().output_shape.back();
+  if (!d || *d <= dim) return true;
+  im.fail(call, api::Reason::kValidation,
+          "`dimensions` " + std::to_string(*d) + " is larger than the model's " +
+              std::to_string(dim),
+          "dimensions");
+  return false;
+}
+
 // Sends texts or token ids, as parsed.
 void submit_inputs(Engine& engine, api::EmbeddingInputs& in, const RequestOptions& o,
                    Engine::Callback done) {
@@ -87,6 +99,7 @@ void App::Impl::openai_embeddings(const CallPtr& call, const HttpRequest& req) {
     if (options.strict_model) return fail(*call, api::Reason::kNotFound, msg, "model");
     log_line("fanin: warning: " + msg + " (answering with it anyway; --strict-model refuses)");
   }
+  if (!check_dimensions(*this, *call, *engine, parsed->dimensions)) return;
   const int64_t n = static_cast<int64_t>(parsed->inputs.size());
   const RequestOptions o = request_options(req, std::nullopt);
   const std::string model = parsed->model.empty() ? options.served_model_name : parsed->model;
@@ -123,6 +136,7 @@ void App::Impl::tei_embed(const CallPtr& call, const HttpRequest& req) {
                 "normalize");
   if (parsed->prompt_name)
     return fail(*call, api::Reason::kValidation, "this model has no prompts", "prompt_name");
+  if (!check_dimensions(*this, *call, *engine, parsed->dimensions)) return;
   const int64_t n = static_cast<int64_t>(parsed->inputs.size());
   const size_t characters = parsed->inputs.characters();
   const RequestOptions o = request_options(req, parsed->truncate);
