@@ -12,6 +12,7 @@ packages=(
   libcli11-dev             # the fanin CLI
   libboost1.81-dev         # Boost.Beast + Asio: the HTTP server (fanin serve)
   libgtest-dev libgmock-dev  # tests
+  python3-venv python3-pip  # the fanin serve end-to-end tests' venv (tests/server/e2e/run.sh)
   libbenchmark-dev         # micro-benchmarks
   spin                     # model checking of the pool and queue protocols
   clang libclang-rt-14-dev  # libFuzzer smoke runs (fuzz/run.sh)

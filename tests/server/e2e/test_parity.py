@@ -1,0 +1,108 @@
+"""The three embedding routes give the vectors of `fanin embed` and of
+sentence-transformers (tests/data/minilm_refs.json)."""
+
+import numpy as np
+import pytest
+
+import fanin_e2e as e2e
+
+
+def _openai_vectors(port, texts):
+    r = e2e.openai_embed(port, texts, encoding_format="float")
+    assert r.status == 200, r
+    body = r.json()
+    assert body["object"] == "list"
+    assert [d["index"] for d in body["data"]] == list(range(len(texts)))
+    assert all(d["object"] == "embedding" for d in body["data"])
+    return np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
+
+
+def _tei_vectors(port, texts):
+    r = e2e.tei_embed(port, texts)
+    assert r.status == 200, r
+    return np.asarray(r.json(), dtype=np.float32)
+
+
+def _v2_vectors(port, texts):
+    r = e2e.v2_infer(port, e2e.v2_text_body(texts))
+    assert r.status == 200, r
+    body = r.json()
+    assert body.get("model_name") in ("minilm", e2e.MODEL_NAME), body.get("model_name")
+    emb = e2e.v2_embeddings(r)
+    assert emb.shape == (len(texts), e2e.DIM)
+    return emb
+
+
+ROUTES = {"openai": _openai_vectors, "tei": _tei_vectors, "v2": _v2_vectors}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_route_matches_fanin_embed_and_sentence_transformers(port, sentences, cli_vectors, refs,
+                                                             route):
+    """One request of every test sentence (all of minilm_refs.json's but the
+    empty one): cosine >= 0.9999 to `fanin embed` and to sentence-transformers."""
+    assert set(refs) == set(sentences), "minilm_refs.json is not of embedding_sentences.txt"
+    got = ROUTES[route](port, sentences)
+    e2e.assert_unit_vectors(got)
+    e2e.assert_close_vectors(got, [cli_vectors[s] for s in sentences], what=f"{route} vs fanin embed")
+    e2e.assert_close_vectors(got, [refs[s] for s in sentences], what=f"{route} vs minilm_refs.json")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_one_sentence_at_a_time_equals_the_batch(port, sentences, cli_vectors, route):
+    """A sentence alone gives the vector it gets inside a batch (padding and
+    batching do not leak into it)."""
+    for s in sentences[:6] + sentences[-4:]:
+        got = ROUTES[route](port, [s])
+        e2e.assert_close_vectors(got, [cli_vectors[s]], what=f"{route} alone: {s[:40]!r}")
+
+
+def test_single_string_input(port, cli_vectors, sentences):
+    """OpenAI and TEI take one string as well as a list of them."""
+    s = sentences[0]
+    r = e2e.openai_embed(port, s, encoding_format="float")
+    assert r.status == 200, r
+    assert len(r.json()["data"]) == 1
+    e2e.assert_close_vectors([r.json()["data"][0]["embedding"]], [cli_vectors[s]], what="openai str")
+    r = e2e.tei_embed(port, s)
+    assert r.status == 200, r
+    e2e.assert_close_vectors(r.json(), [cli_vectors[s]], what="tei str")
+
+
+def test_v2_shape_n_by_1(port, sentences, cli_vectors):
+    texts = sentences[:5]
+    r = e2e.v2_infer(port, e2e.v2_text_body(texts, shape=[len(texts), 1]))
+    assert r.status == 200, r
+    e2e.assert_close_vectors(e2e.v2_embeddings(r), [cli_vectors[t] for t in texts], what="v2 [n,1]")
+
+
+def test_v2_model_by_folder_name(port, sentences, cli_vectors):
+    texts = sentences[:3]
+    r = e2e.v2_infer(port, e2e.v2_text_body(texts), model=e2e.MODEL_NAME)
+    assert r.status == 200, r
+    e2e.assert_close_vectors(e2e.v2_embeddings(r), [cli_vectors[t] for t in texts],
+                             what="v2 by folder name")
+
+
+def test_openai_alias_route(port, sentences, cli_vectors):
+    """POST /embeddings is /v1/embeddings."""
+    r = e2e.post(port, "/embeddings", {"model": e2e.MODEL_NAME, "input": sentences[:2],
+                                      "encoding_format": "float"})
+    assert r.status == 200, r
+    got = [d["embedding"] for d in r.json()["data"]]
+    e2e.assert_close_vectors(got, [cli_vectors[s] for s in sentences[:2]], what="/embeddings")
+
+
+def test_long_input_is_truncated_to_256_tokens(port, cli_vectors):
+    """By default an input over 256 tokens is cut: its vector is the one of the
+    text cut at 256 tokens, on every route, and fanin embed agrees."""
+    want = cli_vectors[e2e.CUT_TEXT]
+    e2e.assert_close_vectors([cli_vectors[e2e.LONG_TEXT]], [want], what="fanin embed long vs cut")
+    for route, fn in ROUTES.items():
+        got = fn(port, [e2e.LONG_TEXT])
+        e2e.assert_close_vectors(got, [want], what=f"{route}: long input vs cut at 256 tokens")
+    # And the cut is at 256, not earlier: the text cut at 200 tokens is further.
+    at_200 = " ".join(e2e.CUT_TEXT.split(" ")[:198])
+    long_vec = _tei_vectors(port, [e2e.LONG_TEXT])[0]
+    assert e2e.cosine(long_vec, _tei_vectors(port, [at_200])[0]) < e2e.cosine(long_vec, want), \
+        "the long input is cut before 256 tokens"
