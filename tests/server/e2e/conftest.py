@@ -30,7 +30,8 @@ OPTIONS = {
     "overload": BASE + ["--max-concurrent-requests", "2", "--max-batch-size", "1",
                         "--workers", "1"],
     # The slow-client and load tests.
-    "load": BASE + ["--header-timeout-ms", "500"],
+    "load": BASE + ["--header-timeout-ms", "500", "--body-timeout-ms", "1000",
+                    "--idle-timeout-ms", "1500"],
 }
 
 

@@ -277,6 +277,7 @@ class Response:
     headers: dict  # lowercase names
     body: bytes
     elapsed: float = 0.0
+    vector: object = None  # for tests that keep a decoded result with it
 
     def json(self):
         return json.loads(self.body)

@@ -95,4 +95,10 @@ mkdir -p "$FANIN_E2E_LOGDIR"
 
 if [ $# -eq 0 ]; then set -- "$here"; fi
 echo "e2e: $("$fanin_bin" --version 2>&1 | head -1), sanitizer '${FANIN_SANITIZE}', logs in $FANIN_E2E_LOGDIR"
-exec "$venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "$@"
+# A sanitizer slows the server 3-10x: a longer per-test limit (pytest.ini: 300 s).
+timeout_opt=()
+case "$FANIN_SANITIZE" in
+  thread) timeout_opt=(-o timeout=1000) ;;
+  address) timeout_opt=(-o timeout=600) ;;
+esac
+exec "$venv/bin/python" -m pytest -c "$here/pytest.ini" --rootdir "$here" "${timeout_opt[@]}" "$@"

@@ -1,4 +1,5 @@
-"""Slow, broken and many clients against one server (--header-timeout-ms 500).
+"""Slow, broken and many clients against one server (--header-timeout-ms 500,
+--body-timeout-ms 1000, --idle-timeout-ms 1500).
 
 Under a sanitizer (FANIN_SANITIZE) the client counts shrink (fanin_e2e.LOAD);
 the assertions stay the same."""
@@ -77,6 +78,33 @@ def test_dripping_headers_are_disconnected(load_server):
     _assert_dropped(took, got, "dripping headers")
 
 
+def test_stalled_body_is_408_and_closed(load_server):
+    """Headers done, half the body, then nothing: 408 within --body-timeout-ms."""
+    body = b'{"inputs": ["' + b"a" * 100 + b'"]}'
+    with socket.create_connection(("127.0.0.1", load_server.port)) as s:
+        s.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:50])
+        t0 = time.monotonic()
+        r = e2e.read_http_response(s, 1.0 + SLACK_S + 5)
+        took = time.monotonic() - t0
+    assert r is not None, "closed without a 408"
+    e2e.check_tei_error(r, 408)
+    assert 0.8 <= took <= 1.0 + SLACK_S, f"408 after {took:.2f} s (--body-timeout-ms 1000)"
+    e2e.assert_serves(load_server.port)
+
+
+def test_idle_keep_alive_connection_is_closed(load_server):
+    """A keep-alive connection idle past --idle-timeout-ms is closed, quietly."""
+    with socket.create_connection(("127.0.0.1", load_server.port)) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = e2e.read_http_response(s, e2e.wait_s(10))
+        assert r is not None and r.status == 200, r
+        assert (r.header("connection") or "").lower() != "close", r.headers
+        took, got = _wait_closed(s, 1.5 + SLACK_S + 5)
+    assert got == b"", f"the server sent {got[:200]!r} on an idle connection"
+    assert 1.2 <= took <= 1.5 + SLACK_S, f"closed {took:.2f} s after idling (--idle-timeout-ms 1500)"
+
+
 def test_stalled_clients_do_not_block_others(load_server):
     port = load_server.port
     stalled = []
@@ -141,9 +169,10 @@ def _batches_over_one(m: e2e.Metrics) -> float:
 
 
 def test_many_concurrent_clients(load_server, sentences, cli_vectors):
-    """256 clients at once, each sending single-sentence /embed requests on its
-    own keep-alive connection: every answer is 200 with its sentence's vector,
-    and the engine batched requests of different clients together."""
+    """256 clients at once, each sending single-sentence requests (/embed,
+    some /v1/embeddings and v2 infer) on its own keep-alive connection: every
+    answer is 200 with its own sentence's vector, and the engine batched
+    requests of different clients together."""
     port = load_server.port
     clients = e2e.scaled_clients(256, minimum=16)
     per_client = 3 if e2e.LOAD == 1.0 else 2
@@ -159,7 +188,18 @@ def test_many_concurrent_clients(load_server, sentences, cli_vectors):
         try:
             for k in range(per_client):
                 text = short[(i + k) % len(short)]
-                r = e2e.request(port, "POST", "/embed", {"inputs": text}, conn=conn)
+                # Mostly TEI; every fourth client OpenAI, every eighth v2.
+                if i % 8 == 7:
+                    r = e2e.request(port, "POST", "/v2/models/minilm/infer",
+                                    e2e.v2_text_body([text]), conn=conn)
+                    r.vector = e2e.v2_embeddings(r) if r.status == 200 else None
+                elif i % 4 == 3:
+                    r = e2e.request(port, "POST", "/v1/embeddings",
+                                    {"input": text, "encoding_format": "float"}, conn=conn)
+                    r.vector = [r.json()["data"][0]["embedding"]] if r.status == 200 else None
+                else:
+                    r = e2e.request(port, "POST", "/embed", {"inputs": text}, conn=conn)
+                    r.vector = r.json() if r.status == 200 else None
                 out.append((text, r))
         finally:
             conn.close()
@@ -175,7 +215,7 @@ def test_many_concurrent_clients(load_server, sentences, cli_vectors):
         for text, r in out:
             statuses[r.status] = statuses.get(r.status, 0) + 1
             if r.status == 200:
-                v = np.asarray(r.json(), dtype=np.float32)
+                v = np.asarray(r.vector, dtype=np.float32)
                 e2e.assert_close_vectors(v, [cli_vectors[text]], what=f"concurrent {text[:30]!r}")
     assert statuses == {200: clients * per_client}, statuses
     after = e2e.metrics(port)
@@ -239,4 +279,41 @@ def test_request_timeout_header_under_load(load_server):
             check(r, 504)
     assert generous.status == 200, generous
     assert not load_errors, f"the background load failed: {load_errors[:3]}"
+    e2e.assert_serves(port)
+
+
+def test_garbage_bytes_do_not_break_the_server(load_server):
+    """A few hundred connections of seeded random bytes and mangled requests:
+    each is answered (4xx) or closed, and the server serves on."""
+    import random
+    rng = random.Random(1234)
+    port = load_server.port
+    good = (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 17\r\n\r\n{\"inputs\": \"ab\"}")
+    cases = []
+    for _ in range(e2e.scaled_clients(300, minimum=40)):
+        kind = rng.randrange(4)
+        if kind == 0:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))
+        elif kind == 1:  # a good request with bytes flipped
+            b = bytearray(good)
+            for _ in range(rng.randrange(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            data = bytes(b)
+        elif kind == 2:  # cut anywhere
+            data = good[: rng.randrange(1, len(good))]
+        else:  # pieces of good requests pasted together
+            data = good[: rng.randrange(len(good))] + good[rng.randrange(len(good)):]
+        cases.append(data)
+    for data in cases:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=e2e.wait_s(10)) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                r = e2e.read_http_response(s, e2e.wait_s(10))
+        except (ConnectionResetError, BrokenPipeError, EOFError):
+            r = None
+        if r is not None:
+            assert r.status < 500, f"{data[:80]!r}: {r}"
+    assert load_server.alive(), load_server.tail()
     e2e.assert_serves(port)

@@ -106,3 +106,59 @@ def test_long_input_is_truncated_to_256_tokens(port, cli_vectors):
     long_vec = _tei_vectors(port, [e2e.LONG_TEXT])[0]
     assert e2e.cosine(long_vec, _tei_vectors(port, [at_200])[0]) < e2e.cosine(long_vec, want), \
         "the long input is cut before 256 tokens"
+
+
+def test_token_ids_embed_like_their_text(port, sentences, cli_vectors):
+    """`inputs`/`input` as token ids (from /tokenize) give the text's vector;
+    ids without [CLS]/[SEP] get them added."""
+    texts = sentences[:3]
+    r = e2e.post(port, "/tokenize", {"inputs": texts})
+    assert r.status == 200, r
+    ids = [[t["id"] for t in toks] for toks in r.json()]
+    want = [cli_vectors[t] for t in texts]
+    r = e2e.tei_embed(port, ids)
+    assert r.status == 200, r
+    e2e.assert_close_vectors(r.json(), want, what="TEI token ids")
+    r = e2e.openai_embed(port, ids, encoding_format="float")
+    assert r.status == 200, r
+    e2e.assert_close_vectors([d["embedding"] for d in r.json()["data"]], want, what="OpenAI token ids")
+    r = e2e.tei_embed(port, [i[1:-1] for i in ids])
+    assert r.status == 200, r
+    e2e.assert_close_vectors(r.json(), want, what="token ids without [CLS]/[SEP]")
+    # One list of ints is one input.
+    r = e2e.openai_embed(port, ids[0], encoding_format="float")
+    assert r.status == 200 and len(r.json()["data"]) == 1, r
+    e2e.assert_close_vectors([r.json()["data"][0]["embedding"]], want[:1], what="OpenAI [int]")
+
+
+def test_v2_request_id_is_echoed(port):
+    body = e2e.v2_text_body(["an id"])
+    body["id"] = "req-42"
+    r = e2e.v2_infer(port, body)
+    assert r.status == 200 and r.json().get("id") == "req-42", r
+
+
+def test_tei_dimensions_is_a_renormalised_prefix(port, sentences, cli_vectors):
+    texts = sentences[:3]
+    r = e2e.tei_embed(port, texts, dimensions=128)
+    assert r.status == 200, r
+    got = np.asarray(r.json(), dtype=np.float64)
+    e2e.assert_unit_vectors(got, dim=128)
+    for g, t in zip(got, texts):
+        p = cli_vectors[t][:128].astype(np.float64)
+        np.testing.assert_allclose(g, p / np.linalg.norm(p), atol=1e-5)
+
+
+def test_v2_mlp_nested_data_equals_flat(mlp_server):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, e2e.MLP_IN)).astype(np.float32)
+    outs = []
+    for data in (x.reshape(-1).tolist(), x.tolist()):
+        body = {"inputs": [{"name": "input", "shape": [2, e2e.MLP_IN], "datatype": "FP32",
+                            "data": data}]}
+        r = e2e.post(mlp_server.port, "/v2/models/mlp/infer", body)
+        assert r.status == 200, r
+        o = r.json()["outputs"][0]
+        assert o["name"] == "output" and o["shape"] == [2, e2e.MLP_OUT], o
+        outs.append(np.asarray(o["data"], dtype=np.float32))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)

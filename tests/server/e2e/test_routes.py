@@ -8,11 +8,14 @@ import fanin_e2e as e2e
 
 def test_health_while_loading_and_after(server):
     """Before 'fanin: ready' only liveness is 200; after it everything is."""
-    for path, status in server.loading_probes:
+    for path in ("/v2/health/live", "/health", "/v2/health/ready"):
+        seen = [status for p, status in server.loading_probes if p == path]
         if path == "/v2/health/live":
-            assert status == 200, f"{path} was {status} while the model loaded"
+            assert all(s == 200 for s in seen), f"{path} while the model loaded: {seen}"
         else:
-            assert status in (200, 503), f"{path} was {status} while the model loaded"
+            # The last probe may race the ready line (readiness, then the print).
+            assert all(s == 503 for s in seen[:-1]) and all(s in (200, 503) for s in seen[-1:]), \
+                f"{path} while the model loaded: {seen}"
     for path in ("/health", "/v2/health/live", "/v2/health/ready", "/v2/models/minilm/ready"):
         r = e2e.get(server.port, path)
         assert r.status == 200, f"{path}: {r}"
@@ -151,3 +154,47 @@ def test_pipelined_requests_are_answered_in_order(port):
     solo = [e2e.tei_embed(port, str(i)).json()[0] for i in range(3)]
     for v, w in zip(vecs, solo):
         assert e2e.cosine(v, w) > 0.9999
+
+
+def test_expect_100_continue(port):
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for it."""
+    import socket
+    body = b'{"inputs": ["' + b"word " * 300 + b'"]}'
+    with socket.create_connection(("127.0.0.1", port), timeout=e2e.wait_s(30)) as s:
+        s.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        interim = e2e.read_http_response(s, e2e.wait_s(5))
+        assert interim is not None and interim.status == 100, interim
+        s.sendall(body)
+        r = e2e.read_http_response(s, e2e.wait_s(30))
+    assert r is not None and r.status == 200, r
+    e2e.assert_unit_vectors(r.json())
+
+
+def test_http_1_0_gets_an_answer_and_a_close(port):
+    r = e2e.raw(port, b"GET /health HTTP/1.0\r\n\r\n")
+    assert r is not None and r.status == 200, r
+    body = b'{"inputs": "one point oh"}'
+    r = e2e.raw(port, b"POST /embed HTTP/1.0\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert r is not None and r.status == 200, r
+    e2e.assert_unit_vectors(r.json())
+
+
+def test_header_over_the_limit_is_431(port):
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=e2e.wait_s(30)) as s:
+        try:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 32768 + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        r = e2e.read_http_response(s, e2e.wait_s(10))
+    assert r is not None and r.status == 431, r
+    e2e.assert_serves(port)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "1.5", ""])
+def test_bad_request_timeout_header(port, value):
+    r = e2e.tei_embed(port, ["a"], headers={"X-Request-Timeout-Ms": value})
+    e2e.check_tei_error(r, 422, "X-Request-Timeout-Ms")
+    e2e.assert_serves(port)
