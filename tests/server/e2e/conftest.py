@@ -125,3 +125,12 @@ def cli_vectors():
     vectors = [np.asarray(json.loads(l), dtype=np.float32) for l in lines]
     e2e.assert_unit_vectors(vectors)
     return dict(zip(texts, vectors))
+
+
+@pytest.fixture(scope="session")
+def tei_vectors(port, sentences):
+    """/embed's vectors of the test sentences on the default server, for the
+    client-package tests to compare with: text -> vector."""
+    r = e2e.post(port, "/embed", {"inputs": sentences}, timeout=e2e.wait_s(120))
+    assert r.status == 200, r
+    return dict(zip(sentences, np.asarray(r.json(), dtype=np.float32)))

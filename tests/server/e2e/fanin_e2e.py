@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -323,12 +324,17 @@ def get(port: int, path: str, headers: dict | None = None, **kw) -> Response:
     return request(port, "GET", path, None, headers, **kw)
 
 
+# Bytes read past one response (pipelined answers), kept for the next read.
+_leftover: "weakref.WeakKeyDictionary[socket.socket, bytes]" = weakref.WeakKeyDictionary()
+
+
 def read_http_response(sock: socket.socket, timeout: float) -> Response | None:
     """Reads one response from a raw socket; None when the peer closed (or reset)
-    before a status line. Content-Length, chunked and read-to-close bodies."""
+    before a status line. Content-Length, chunked and read-to-close bodies; 1xx,
+    204 and 304 have none. Bytes past the response stay for the next call."""
     sock.settimeout(timeout)
     t0 = time.monotonic()
-    buf = b""
+    buf = _leftover.pop(sock, b"")
     try:
         while b"\r\n\r\n" not in buf:
             chunk = sock.recv(65536)
@@ -353,11 +359,13 @@ def read_http_response(sock: socket.socket, timeout: float) -> Response | None:
             raise EOFError("connection closed inside the body")
         return c
 
-    if "content-length" in headers:
+    if 100 <= status < 200 or status in (204, 304):
+        body = b""
+    elif "content-length" in headers:
         n = int(headers["content-length"])
         while len(rest) < n:
             rest += more()
-        body = rest[:n]
+        body, rest = rest[:n], rest[n:]
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         body = b""
         while True:
@@ -372,7 +380,7 @@ def read_http_response(sock: socket.socket, timeout: float) -> Response | None:
             if size == 0:
                 break
     else:
-        body = rest
+        body, rest = rest, b""
         try:
             while True:
                 c = sock.recv(65536)
@@ -381,6 +389,8 @@ def read_http_response(sock: socket.socket, timeout: float) -> Response | None:
                 body += c
         except (ConnectionResetError, socket.timeout):
             pass
+    if rest:
+        _leftover[sock] = rest
     return Response(status, headers, body, time.monotonic() - t0)
 
 

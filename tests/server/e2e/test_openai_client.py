@@ -16,15 +16,7 @@ def client(port, api_key="x", **kw):
                   timeout=e2e.wait_s(60), **kw)
 
 
-@pytest.fixture(scope="module")
-def tei(port, sentences):
-    """/embed's vectors of the sentences, to compare with."""
-    r = e2e.tei_embed(port, sentences)
-    assert r.status == 200, r
-    return dict(zip(sentences, np.asarray(r.json(), dtype=np.float32)))
-
-
-def test_default_encoding_is_base64_and_decodes(port, sentences, tei, cli_vectors):
+def test_default_encoding_is_base64_and_decodes(port, sentences, tei_vectors, cli_vectors):
     """The client asks for base64 when no encoding_format is given and decodes it
     itself: the floats it hands over are /embed's, bit for bit or nearly."""
     texts = sentences[:8]
@@ -35,18 +27,18 @@ def test_default_encoding_is_base64_and_decodes(port, sentences, tei, cli_vector
     got = np.asarray([d.embedding for d in res.data], dtype=np.float32)
     assert got.shape == (len(texts), e2e.DIM)
     assert [d.index for d in res.data] == list(range(len(texts)))
-    np.testing.assert_allclose(got, [tei[t] for t in texts], atol=1e-6)
+    np.testing.assert_allclose(got, [tei_vectors[t] for t in texts], atol=1e-6)
     e2e.assert_close_vectors(got, [cli_vectors[t] for t in texts], what="openai base64")
     assert res.usage.prompt_tokens > 0
     assert res.usage.total_tokens >= res.usage.prompt_tokens
 
 
-def test_float_encoding(port, sentences, tei):
+def test_float_encoding(port, sentences, tei_vectors):
     texts = sentences[8:20]
     res = client(port).embeddings.create(model=e2e.MODEL_NAME, input=texts,
                                          encoding_format="float")
     got = np.asarray([d.embedding for d in res.data], dtype=np.float32)
-    np.testing.assert_allclose(got, [tei[t] for t in texts], atol=1e-6)
+    np.testing.assert_allclose(got, [tei_vectors[t] for t in texts], atol=1e-6)
     assert res.usage.prompt_tokens > 0
 
 
@@ -61,7 +53,7 @@ def test_prompt_tokens_count_the_tokens(port):
 
 
 @pytest.mark.parametrize("encoding", ["base64", "float"])
-def test_dimensions_gives_a_renormalised_prefix(port, sentences, tei, encoding):
+def test_dimensions_gives_a_renormalised_prefix(port, sentences, tei_vectors, encoding):
     texts = sentences[:4]
     res = client(port).embeddings.create(model=e2e.MODEL_NAME, input=texts, dimensions=128,
                                          encoding_format=encoding)
@@ -72,7 +64,7 @@ def test_dimensions_gives_a_renormalised_prefix(port, sentences, tei, encoding):
     assert got.shape == (4, 128)
     e2e.assert_unit_vectors(got, dim=128)
     for g, t in zip(got, texts):
-        prefix = tei[t][:128].astype(np.float64)
+        prefix = tei_vectors[t][:128].astype(np.float64)
         np.testing.assert_allclose(g, prefix / np.linalg.norm(prefix), atol=1e-5)
 
 

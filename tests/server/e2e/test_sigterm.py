@@ -163,22 +163,25 @@ def test_drain_timeout_bounds_the_exit():
     not interrupted) while the queued rest is cancelled, so well before the
     queued work could have run; each client gets its answer or a closed
     connection, none hangs."""
-    server = e2e.Server("sigterm-short-drain", BASE + ["--drain-timeout-ms", "300"])
+    # Batches of 8 inputs: the batch running at the deadline is one unit.
+    server = e2e.Server("sigterm-short-drain", BASE + ["--drain-timeout-ms", "300",
+                                                       "--max-batch-size", "8"])
     try:
         server.start()
     except e2e.ServerDied as err:
         pytest.fail(str(err))
-    body = json.dumps({"inputs": [e2e.LONG_TEXT] * 32}).encode()
+    per_request = 8
+    body = json.dumps({"inputs": [e2e.LONG_TEXT] * per_request}).encode()
     req = (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n" % len(body)) + body
     socks = []
     try:
-        # One request of 32 long inputs alone: the unit of work.
+        # One request of 8 long inputs alone: the unit of work, one batch.
         t0 = time.monotonic()
         r = e2e.post(server.port, "/embed", body, timeout=e2e.wait_s(300))
         unit = time.monotonic() - t0
         assert r.status == 200, r
-        requests = 8  # 8 units queued: 4 batches of 64 inputs
+        requests = 8  # 8 units queued
         for _ in range(requests):
             s = socket.create_connection(("127.0.0.1", server.port))
             s.sendall(req)
@@ -203,8 +206,8 @@ def test_drain_timeout_bounds_the_exit():
         server.kill()
     server.assert_clean_exit(rc)
     print(f"unit {unit:.2f} s; exit {took:.2f} s after SIGTERM; {outcomes}")
-    # The running batch (64 inputs, about two units) may finish; the rest may not run.
-    assert took <= 0.3 + 4 * unit + e2e.wait_s(2), \
+    # The running batch (one unit) may finish; the rest may not run.
+    assert took <= 0.3 + 2 * unit + e2e.wait_s(2), \
         f"exit {took:.2f} s after SIGTERM with a 300 ms drain (one unit of work: {unit:.2f} s)"
     assert "hung" not in outcomes, outcomes
     assert set(outcomes) <= {200, 503, "closed"}, outcomes

@@ -14,13 +14,6 @@ def client(port):
                                             network_timeout=e2e.wait_s(60))
 
 
-@pytest.fixture(scope="module")
-def tei(port, sentences):
-    r = e2e.tei_embed(port, sentences)
-    assert r.status == 200, r
-    return dict(zip(sentences, np.asarray(r.json(), dtype=np.float32)))
-
-
 def test_health_and_metadata(port):
     c = client(port)
     assert c.is_server_live()
@@ -49,7 +42,7 @@ def test_unknown_model_is_not_ready(port):
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 @pytest.mark.parametrize("shape", ["n1", "n"])
-def test_infer_bytes(port, sentences, tei, binary, shape):
+def test_infer_bytes(port, sentences, tei_vectors, binary, shape):
     texts = sentences[:10]
     data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
     if shape == "n":
@@ -62,10 +55,10 @@ def test_infer_bytes(port, sentences, tei, binary, shape):
     assert emb is not None, res.get_response()
     assert emb.dtype == np.float32
     assert emb.shape == (len(texts), e2e.DIM)
-    np.testing.assert_allclose(emb, [tei[t] for t in texts], atol=1e-5)
+    np.testing.assert_allclose(emb, [tei_vectors[t] for t in texts], atol=1e-5)
 
 
-def test_infer_without_requested_outputs(port, sentences, tei):
+def test_infer_without_requested_outputs(port, sentences, tei_vectors):
     """No outputs named: the client asks for every output in binary."""
     texts = sentences[10:14]
     inp = httpclient.InferInput("text", [len(texts)], "BYTES")
@@ -73,7 +66,7 @@ def test_infer_without_requested_outputs(port, sentences, tei):
     res = client(port).infer("minilm", [inp])
     emb = res.as_numpy("embedding")
     assert emb is not None and emb.shape == (len(texts), e2e.DIM), res.get_response()
-    np.testing.assert_allclose(emb, [tei[t] for t in texts], atol=1e-5)
+    np.testing.assert_allclose(emb, [tei_vectors[t] for t in texts], atol=1e-5)
 
 
 def test_infer_error_is_an_exception(port):
