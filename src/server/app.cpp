@@ -59,16 +59,9 @@ void App::set_engine(std::shared_ptr<Engine> engine) {
 
 void App::begin_drain() { impl_->draining.store(true, std::memory_order_release); }
 
-std::shared_ptr<Engine> App::engine() const {
-  std::lock_guard<std::mutex> lock(impl_->engine_mu);
-  return impl_->engine;
-}
+std::shared_ptr<Engine> App::engine() const { return impl_->current(); }
 
-bool App::ready() const {
-  if (impl_->draining.load(std::memory_order_acquire)) return false;
-  std::shared_ptr<Engine> e = engine();
-  return e != nullptr && e->ready();
-}
+bool App::ready() const { return impl_->is_ready(); }
 
 void App::set_executor(std::function<void(std::function<void()>)> post) {
   impl_->post = std::move(post);
@@ -137,6 +130,10 @@ void App::handle(HttpRequest&& req, Respond respond) {
     r.body = ok ? "ok" : "not ready";
     im.finish(*call, std::move(r));
   };
+  // Inference routes count in te_request_* whatever their outcome, a body
+  // refused by the parser included (as TEI counts them).
+  call->inference = path == "/v1/embeddings" || path == "/embeddings" || path == "/embed" ||
+                    (path.starts_with("/v2/models/") && path.ends_with("/infer"));
   try {
     if (path == "/v1/embeddings" || path == "/embeddings") {
       if (route(path, post) && authorized()) im.openai_embeddings(call, req);
@@ -244,12 +241,24 @@ void App::Impl::log_line(const std::string& line) const {
   }
 }
 
+std::shared_ptr<Engine> App::Impl::current() const {
+  std::lock_guard<std::mutex> lock(engine_mu);
+  return engine;
+}
+
+api::ModelSignature App::Impl::current_signature() const {
+  std::lock_guard<std::mutex> lock(engine_mu);
+  return signature;
+}
+
+bool App::Impl::is_ready() const {
+  if (draining.load(std::memory_order_acquire)) return false;
+  std::shared_ptr<Engine> e = current();
+  return e != nullptr && e->ready();
+}
+
 std::shared_ptr<Engine> App::Impl::ready_engine(Call& call) {
-  std::shared_ptr<Engine> e;
-  {
-    std::lock_guard<std::mutex> lock(engine_mu);
-    e = engine;
-  }
+  std::shared_ptr<Engine> e = current();
   if (draining.load(std::memory_order_acquire)) {
     fail(call, api::Reason::kUnhealthy, "the server is shutting down");
     return nullptr;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "server/api/embeddings.h"
 #include "server/api/errors.h"
 #include "server/api/kserve.h"
 #include "server/api/metrics.h"
@@ -59,6 +60,13 @@ struct App::Impl {
   // default), truncation. Throws ApiError for a malformed header.
   RequestOptions request_options(const HttpRequest& req, std::optional<bool> truncate) const;
   bool known_model(std::string_view name) const;
+  // The engine (null before set_engine), its v2 signature, and readiness:
+  // set, ready and not draining.
+  std::shared_ptr<Engine> current() const;
+  api::ModelSignature current_signature() const;
+  bool is_ready() const;
+  // The body parsers' limits.
+  api::ParseLimits limits() const { return {options.max_client_batch_size, options.max_json_depth}; }
   void log_line(const std::string& line) const;
 
   // Routes (app_routes.cpp). Each finishes the call, now or from the

@@ -30,7 +30,6 @@ void run(App::Impl& im, const CallPtr& call, const std::shared_ptr<Engine>& engi
          const RequestOptions& options, Submit&& submit, Format&& format) {
   if (!im.admit(*call, n)) return;
   call->inputs = n;
-  call->inference = true;
   const Clock::time_point t0 = Clock::now();
   App::Impl* impl = &im;
   try {
@@ -89,9 +88,8 @@ void submit_inputs(Engine& engine, api::EmbeddingInputs& in, const RequestOption
 void App::Impl::openai_embeddings(const CallPtr& call, const HttpRequest& req) {
   std::shared_ptr<Engine> engine = ready_engine(*call);
   if (!engine) return;
-  api::ParseLimits limits{options.max_client_batch_size, options.max_json_depth};
   auto parsed = std::make_shared<api::OpenAIEmbeddingsRequest>(
-      api::parse_openai_embeddings(req.body, limits));
+      api::parse_openai_embeddings(req.body, limits()));
   call->batch = parsed->inputs.batch;
   if (!parsed->model.empty() && !known_model(parsed->model)) {
     const std::string msg = "the model '" + parsed->model.substr(0, 200) +
@@ -123,8 +121,7 @@ void App::Impl::openai_models(const CallPtr& call) {
 void App::Impl::tei_embed(const CallPtr& call, const HttpRequest& req) {
   std::shared_ptr<Engine> engine = ready_engine(*call);
   if (!engine) return;
-  api::ParseLimits limits{options.max_client_batch_size, options.max_json_depth};
-  auto parsed = std::make_shared<api::TeiEmbedRequest>(api::parse_tei_embed(req.body, limits));
+  auto parsed = std::make_shared<api::TeiEmbedRequest>(api::parse_tei_embed(req.body, limits()));
   call->batch = parsed->inputs.batch;
   if (parsed->truncate_left)
     return fail(*call, api::Reason::kValidation,
@@ -135,7 +132,8 @@ void App::Impl::tei_embed(const CallPtr& call, const HttpRequest& req) {
                 "normalize=false is not supported: this model's embeddings are L2-normalised",
                 "normalize");
   if (parsed->prompt_name)
-    return fail(*call, api::Reason::kValidation, "this model has no prompts", "prompt_name");
+    return fail(*call, api::Reason::kValidation,
+                "`prompt_name` is not supported: this model has no prompts", "prompt_name");
   if (!check_dimensions(*this, *call, *engine, parsed->dimensions)) return;
   const int64_t n = static_cast<int64_t>(parsed->inputs.size());
   const size_t characters = parsed->inputs.characters();
@@ -165,8 +163,7 @@ void App::Impl::tei_embed(const CallPtr& call, const HttpRequest& req) {
 void App::Impl::tei_tokenize(const CallPtr& call, const HttpRequest& req) {
   std::shared_ptr<Engine> engine = ready_engine(*call);
   if (!engine) return;
-  api::ParseLimits limits{options.max_client_batch_size, options.max_json_depth};
-  api::TeiTokenizeRequest parsed = api::parse_tei_tokenize(req.body, limits);
+  api::TeiTokenizeRequest parsed = api::parse_tei_tokenize(req.body, limits());
   std::vector<api::TeiTokens> out(parsed.texts.size());
   for (size_t i = 0; i < parsed.texts.size(); ++i) {
     Tokenized t = engine->tokenize(parsed.texts[i]);
@@ -186,8 +183,7 @@ void App::Impl::tei_tokenize(const CallPtr& call, const HttpRequest& req) {
 void App::Impl::tei_decode(const CallPtr& call, const HttpRequest& req) {
   std::shared_ptr<Engine> engine = ready_engine(*call);
   if (!engine) return;
-  api::ParseLimits limits{options.max_client_batch_size, options.max_json_depth};
-  api::TeiDecodeRequest parsed = api::parse_tei_decode(req.body, limits);
+  api::TeiDecodeRequest parsed = api::parse_tei_decode(req.body, limits());
   std::vector<std::string> texts;
   texts.reserve(parsed.ids.size());
   for (const auto& ids : parsed.ids) texts.push_back(engine->decode(ids, parsed.skip_special_tokens));
@@ -212,17 +208,12 @@ void App::Impl::kserve_infer(const CallPtr& call, const HttpRequest& req, std::s
     return fail(*call, api::Reason::kNotFound, "unknown model '" + std::string(model.substr(0, 200)) + "'");
   std::shared_ptr<Engine> engine = ready_engine(*call);
   if (!engine) return;
-  api::ModelSignature sig;
-  {
-    std::lock_guard<std::mutex> lock(engine_mu);
-    sig = signature;
-  }
+  const api::ModelSignature sig = current_signature();
   std::optional<size_t> header_length;
   if (const std::string* h = req.header("inference-header-content-length"))
     header_length = api::parse_header_length(*h);
-  api::ParseLimits limits{options.max_client_batch_size, options.max_json_depth};
   auto parsed = std::make_shared<api::KServeInferRequest>(
-      api::parse_kserve_infer(req.body, header_length, sig, limits));
+      api::parse_kserve_infer(req.body, header_length, sig, limits()));
   call->batch = parsed->n > 1;
   const RequestOptions o = request_options(req, std::nullopt);
   auto format = [parsed, sig](Response& r) {
@@ -254,10 +245,7 @@ void App::Impl::kserve_model(const CallPtr& call, std::string_view model, std::s
   if (!known_model(model))
     return fail(*call, api::Reason::kNotFound, "unknown model '" + std::string(model.substr(0, 200)) + "'");
   if (what == "ready") {
-    const bool ok = !draining.load(std::memory_order_acquire) && [&] {
-      std::lock_guard<std::mutex> lock(engine_mu);
-      return engine != nullptr && engine->ready();
-    }();
+    const bool ok = is_ready();
     HttpResponse r;
     r.status = ok ? 200 : 503;
     r.content_type = "text/plain";
@@ -266,27 +254,19 @@ void App::Impl::kserve_model(const CallPtr& call, std::string_view model, std::s
   }
   std::shared_ptr<Engine> engine = ready_engine(*call);
   if (!engine) return;
-  api::ModelSignature sig;
-  {
-    std::lock_guard<std::mutex> lock(engine_mu);
-    sig = signature;
-  }
+  const api::ModelSignature sig = current_signature();
   finish(*call, json_response(what == "config" ? api::format_kserve_model_config(sig)
                                                : api::format_kserve_model_metadata(sig)));
 }
 
 void App::Impl::metrics(const CallPtr& call) {
-  std::shared_ptr<Engine> e;
-  {
-    std::lock_guard<std::mutex> lock(engine_mu);
-    e = engine;
-  }
+  std::shared_ptr<Engine> e = current();
   const EngineMetrics m = e ? e->metrics() : EngineMetrics{};
   if (connections) stats.set_connections(static_cast<int64_t>(connections()));
   std::string body = api::prometheus_text(stats, m);
   body += "# HELP fanin_ready 1 when the server answers inference requests.\n"
           "# TYPE fanin_ready gauge\nfanin_ready ";
-  body += (e && e->ready() && !draining.load(std::memory_order_acquire)) ? "1\n" : "0\n";
+  body += is_ready() ? "1\n" : "0\n";
   body += "# HELP fanin_inputs_in_flight Inputs accepted over HTTP and not yet answered.\n"
           "# TYPE fanin_inputs_in_flight gauge\nfanin_inputs_in_flight ";
   body += std::to_string(inputs_in_flight.load(std::memory_order_relaxed)) + "\n";

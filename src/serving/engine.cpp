@@ -41,6 +41,7 @@ EngineImpl::EngineImpl(std::unique_ptr<Payload> payload, EngineOptions options)
     : options_(std::move(options)),
       payload_(std::move(payload)),
       info_(with_limits(payload_->info(), options_)),
+      out_numel_(checked_numel(info_.output_shape, "Engine")),
       queue_(make_config(), static_cast<int>(payload_->replicas()), options_.workers) {
   const int n_dev = static_cast<int>(payload_->replicas());
   const int n_workers = options_.workers * n_dev;
@@ -134,8 +135,7 @@ void EngineImpl::enqueue(const char*, Admitted a, const RequestOptions& opt, Eng
   const EngineInfo& info = payload_->info();
   Shape shape = info.output_shape;
   if (!squeeze) shape.insert(shape.begin(), n);
-  auto group = std::make_shared<Group>(n, checked_numel(info.output_shape, "Engine"),
-                                       std::move(shape), std::move(done));
+  auto group = std::make_shared<Group>(n, out_numel_, std::move(shape), std::move(done));
   group->set_text_stats(a.tokens, a.truncated);
   group->rows = std::move(a.rows);  // moving keeps the inputs' pointers valid
   if (future != nullptr) *future = group->future();

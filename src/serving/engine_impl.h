@@ -97,6 +97,7 @@ class EngineImpl {
   const EngineOptions options_;
   const std::unique_ptr<const Payload> payload_;  // the replicas (Note [Engine devices])
   const EngineInfo info_;                         // the payload's, with the batch limits
+  const int64_t out_numel_;                       // f32 values of one input's output
   BatchQueue queue_;                              // one lane per replica
   std::vector<std::unique_ptr<std::atomic<bool>>> healthy_;  // per replica
   std::vector<Worker> workers_;  // sized at construction; each touched by its own thread

@@ -158,8 +158,7 @@ void EngineImpl::run_batch(int w, std::vector<RequestPtr>& batch) {
     else ++completed;
   }
   record_batch(w, n, completed, compute_us, tokens, queue_us);
-  const EngineInfo& info = payload_->info();
-  const int64_t out_numel = info.output_shape.empty() ? 1 : checked_numel(info.output_shape, "Engine");
+  const int64_t out_numel = out_numel_;
   const DType out_dtype = payload_->out_dtype();
   const size_t esize = dtype_size(out_dtype);
   const uint8_t* out = wk.launcher.out_bytes().data();

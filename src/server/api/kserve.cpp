@@ -242,6 +242,9 @@ KServeInferRequest parse_kserve_infer(std::string_view body, std::optional<size_
       read_binary(binary.substr(offset, size), sig.text, elements, name, req.rows, req.texts);
       offset += size;
     } else if (data != nullptr) {
+      if (!data->is_array())
+        throw_wrong_type("input " + json_quoted(name) + " data", "a list (flat or nested)", *data,
+                         "data");
       int64_t count = 0;
       // Each JSON number takes at least two bytes: a small body cannot make
       // a large reservation.

@@ -143,9 +143,7 @@ TEI_BAD_FIELDS = [
     # Valid TEI, but not supported here (docs/server.md): 422 naming the field.
     ({"inputs": ["a"], "normalize": False}, "normalize"),
     ({"inputs": ["a"], "truncation_direction": "Left"}, "truncation_direction"),
-    pytest.param({"inputs": ["a"], "prompt_name": "query"}, "prompt_name",
-                 marks=e2e.server_bug("the 422 says 'this model has no prompts', not naming "
-                                      "`prompt_name` (docs/server.md: naming the field)")),
+    ({"inputs": ["a"], "prompt_name": "query"}, "prompt_name"),
 ]
 
 
@@ -176,8 +174,7 @@ V2_BAD_FIELDS = [
     (_text_input(shape=[1, 2], data=["a", "b"]), "shape"),
     (_text_input(shape=[1.5]), "shape"),
     (_text_input(data=None), "data"),
-    pytest.param(_text_input(data="a"), "data",
-                 marks=e2e.server_bug("`data` \"a\" (a string, not a list) is taken as [\"a\"]: 200")),
+    (_text_input(data="a"), "data"),
     (_text_input(data=[1]), "data"),
     (_text_input(data=[None]), "data"),
     (dict(_text_input(), outputs=[{"name": "nope"}]), "output"),

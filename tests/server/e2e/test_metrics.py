@@ -45,9 +45,6 @@ def test_request_counters_move(port):
 @pytest.mark.parametrize("body,err", [({"inputs": []}, "validation"),
                                       ({"inputs": ["a"] * 33}, "batch_size"),
                                       ({"inputs": 5}, "validation")])
-@e2e.server_bug("a request rejected by the parser (400/422) is counted in neither "
-                "te_request_count nor te_request_failure: ServerStats::observe counts only "
-                "calls that reached the engine (call.inference)")
 def test_failed_requests_are_counted(port, body, err):
     """docs/server.md's error table gives each reason a te_request_failure
     label (Empty and Validation: validation; TooManyInputs: batch_size): an
