@@ -12,8 +12,6 @@
 namespace fanin::server {
 namespace {
 
-double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
 // The API a path belongs to: its error bodies' shape.
 api::Api api_of(std::string_view path) {
   if (path.starts_with("/v1/") || path == "/embeddings") return api::Api::kOpenAI;
@@ -36,12 +34,6 @@ bool split_v2_model(std::string_view path, std::string_view* model, std::string_
     *rest = s2 == std::string_view::npos ? std::string_view{} : after.substr(s2 + 1);
   }
   return !model->empty();
-}
-
-// The routes answered to GET (the others take POST).
-bool get_route(std::string_view templ) {
-  return !(templ == "/v1/embeddings" || templ == "/embeddings" || templ == "/embed" ||
-           templ == "/tokenize" || templ == "/decode" || templ == "/v2/models/{m}/infer");
 }
 
 }  // namespace
@@ -100,16 +92,16 @@ void App::handle(HttpRequest&& req, Respond respond) {
   call->route = req.path;
   call->received = req.received;
   const std::string_view path = req.path;
-  const bool get = req.method == "GET" || req.method == "HEAD";
-  const bool post = req.method == "POST";
-  auto route = [&](std::string_view templ, bool method_ok) {
+  // The route's template and the one method it takes ("GET" also takes HEAD).
+  constexpr std::string_view get = "GET", post = "POST";
+  auto route = [&](std::string_view templ, std::string_view method) {
     call->route = std::string(templ);
-    if (method_ok) return true;
+    if (req.method == method || (method == get && req.method == "HEAD")) return true;
     api::ErrorBody e = api::error_response(
         call->api, api::Reason::kValidation,
         "method " + req.method + " is not allowed on " + std::string(templ));
     e.status = 405;
-    e.headers.emplace_back("Allow", get_route(templ) ? "GET" : "POST");
+    e.headers.emplace_back("Allow", std::string(method));
     im.fail(*call, e, api::Reason::kValidation);
     return false;
   };

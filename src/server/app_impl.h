@@ -16,6 +16,11 @@
 
 namespace fanin::server {
 
+// Microseconds as a double, for timings and logs.
+inline double micros(Clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
 // One request in progress: where its answer goes and what it reports.
 struct Call {
   Respond respond;

@@ -14,8 +14,6 @@
 namespace fanin::server {
 namespace {
 
-double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
 HttpResponse json_response(std::string body) {
   HttpResponse r;
   r.body = std::move(body);
