@@ -312,16 +312,19 @@ TEST(EngineDevices, ADeviceThatFailsItsWarmupLeavesRotation) {
 // probe must not hold many clients on the slow device.
 TEST(EngineDevices, AnIdleSlowDeviceIsProbedWithOneRequest) {
   TestModelOptions fast, slow;
-  fast.delay = 200us;
-  slow.delay = 2ms;
+  // 80x apart, so that only a probe can send it work: a batch would need
+  // the fast device's measured time off by more than 10x (on a loaded
+  // 2-core CI machine a 2 ms vs 200 us pair was not far enough apart).
+  fast.delay = 100us;
+  slow.delay = 8ms;
   std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   EngineOptions opt = eager(1, 16);
   opt.warmup = true;  // both measured at batch 1 and 16
   Engine engine(as_replicas(models), opt);
   const size_t warmup_calls = models[0]->batch_sizes().size();
-  // Idle long enough for the slow device's estimate to decay (100 ms per
-  // halving; it needs about three).
-  std::this_thread::sleep_for(450ms);
+  // Idle long enough for the slow device's estimate to decay (128 ms per
+  // halving at 8 ms a batch; it needs about four).
+  std::this_thread::sleep_for(700ms);
   std::vector<std::future<Response>> fs;
   for (int i = 0; i < 64; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
   for (int i = 0; i < 64; ++i) EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
