@@ -313,6 +313,7 @@ void BatchQueue::wait_as_idle(Lane& lane, std::unique_lock<std::mutex>& lock,
                               Clock::time_point until) {
   ++idle_;
   ++lane.idle;
+  if (parking_ && idle_ + filling_ >= workers_per_lane_ * live_lanes_) parked_cv_.notify_all();
   if (until == Clock::time_point::max()) lane.cv.wait(lock);
   else lane.cv.wait_until(lock, until);
   --lane.idle;
@@ -330,6 +331,16 @@ void BatchQueue::add_sample(int lane, double batch_us, double batch_units) {
 
 void BatchQueue::notify_all_lanes() {
   for (Lane& lane : lanes_) lane.cv.notify_all();
+  parked_cv_.notify_all();
+}
+
+void BatchQueue::wait_parked(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  parking_ = true;
+  parked_cv_.wait_for(lock, timeout, [&] {
+    return closed_ || idle_ + filling_ >= workers_per_lane_ * live_lanes_;
+  });
+  parking_ = false;
 }
 
 void BatchQueue::close() {

@@ -170,6 +170,11 @@ class BatchQueue {
 
   size_t size() const;
   bool closed() const;
+  // Blocks until every worker of a live lane waits in next_batch, the queue
+  // closes, or `timeout` passes. The engine's constructor calls it, so that
+  // routing (Note [Queue lanes]) sees every worker from the first request
+  // instead of handing it to whichever thread started first.
+  void wait_parked(std::chrono::milliseconds timeout);
 
  private:
   struct Lane {
@@ -224,6 +229,8 @@ class BatchQueue {
   int rotate_ = 0;   // where pick_lane's tie-break starts
   int idle_ = 0;     // workers waiting for any request (all lanes)
   int filling_ = 0;  // workers waiting for a batch to fill (all lanes)
+  bool parking_ = false;               // wait_parked is waiting
+  std::condition_variable parked_cv_;  // wait_parked sleeps here
 };
 
 }  // namespace fanin::serving

@@ -76,6 +76,9 @@ EngineImpl::EngineImpl(std::unique_ptr<Payload> payload, EngineOptions options)
     throw;
   }
   if (options_.warmup) wait_for_warmup();
+  // Every worker waits for work before the first request can arrive (a
+  // bounded wait: a slow thread start delays nothing but routing).
+  queue_.wait_parked(std::chrono::seconds(10));
   warm_.store(true, std::memory_order_release);
 }
 
