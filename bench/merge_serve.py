@@ -66,6 +66,11 @@ def main():
             continue
         s = {"label": label, "server": m["server"], "backend": m["backend"], "api": m["api"]}
         s.update(summary(r))
+        try:  # the server's CPU cores over the load (gpu_serve.sh's load())
+            with open(os.path.join(raw, label + ".cpu")) as f:
+                s["server_cores"] = float(f.read())
+        except (OSError, ValueError):
+            s["server_cores"] = None
         loads.append(s)
 
     inprocess = {}
@@ -159,17 +164,20 @@ def main():
             "(bench/http_load/http_sink.cpp) on the same machine",
             "generator_cores: CPU cores the load generator used in the window (of "
             "generator_threads); saturated = above 85% of them",
+            "server_cores: CPU cores the server process used over the load, warm-up included "
+            "(/proc/PID/stat; for Infinity its main process and threads)",
         ],
     }
     with open(out, "w") as f:
         json.dump(merged, f, indent=2)
 
     print(f"{'load':44s} {'sent/s':>10s} {'p50 us':>9s} {'p99 us':>9s} {'non200':>6s} "
-          f"{'err':>4s} {'gen cores':>9s}")
+          f"{'err':>4s} {'gen cores':>9s} {'srv cores':>9s}")
     for s in sorted(loads, key=lambda s: (s["server"], s["backend"], s["api"], s["inputs"],
                                           s["connections"])):
         print(f"{s['label']:44s} {s['sentences_per_s']:10.0f} {s['p50_us']:9.0f} "
-              f"{s['p99_us']:9.0f} {s['non_200']:6d} {s['errors']:4d} {s['generator_cores']:9.2f}")
+              f"{s['p99_us']:9.0f} {s['non_200']:6d} {s['errors']:4d} {s['generator_cores']:9.2f} "
+              f"{s['server_cores'] if s['server_cores'] is not None else float('nan'):9.2f}")
     for k, s in sink.items():
         print(f"{k:44s} {s['requests_per_s']:10.0f} {s['p50_us']:9.0f} {s['p99_us']:9.0f} "
               f"{s['non_200']:6d} {s['errors']:4d} {s['generator_cores']:9.2f}")

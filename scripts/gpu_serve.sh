@@ -76,7 +76,11 @@ BATCH=256
 DELAY_US=200
 WORKERS=2
 TOKENS=16384
-IO_THREADS=4
+# HTTP I/O threads of the main fanin serve runs (empty: the server's
+# default, half the cores up to 8); IO_SWEEP: other counts tried at 256
+# connections.
+IO_THREADS=${IO_THREADS:-}
+IO_SWEEP=${IO_SWEEP:-4 12}
 step() { echo; echo "=== $* (t=${SECONDS}s) ==="; }
 over_budget() { [ "$SECONDS" -gt "$BUDGET_S" ]; }
 pids=()
@@ -98,7 +102,7 @@ done
 cat > "$RAW/settings.json" <<JSON
 {"backend": "$BACKEND", "secs": $SECS, "warmup_s": $WARM, "max_batch_size": $BATCH,
  "max_queue_delay_us": $DELAY_US, "workers": $WORKERS, "max_batch_tokens": $TOKENS,
- "io_threads": $IO_THREADS, "max_concurrent_requests": 100000, "log_level": "warn",
+ "io_threads": "${IO_THREADS:-default}", "io_sweep": "$IO_SWEEP", "max_concurrent_requests": 100000, "log_level": "warn",
  "infinity": {"engine": "torch", "dtype": "float16", "batch_size": ${INFINITY_BATCH:-32},
               "device": "$PEER_DEVICE", "route": "/embeddings"},
  "cores": $(nproc), "dry_run": $DRY}
@@ -120,11 +124,25 @@ settle() {
   done
   echo "settle: fanin's queue still holds $q after 30 s"
 }
-# One load: NAME URL ARGS... -> $RAW/NAME.json
+# CPU seconds (user + system) process $1 has used so far.
+cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2> /dev/null || echo 0
+}
+# One load: NAME URL ARGS... -> $RAW/NAME.json, and $RAW/NAME.cpu: the
+# server's CPU cores over the whole load (warm-up included) when
+# SERVER_PID is set.
+SERVER_PID=
 load() {
   local name=$1 url=$2; shift 2
+  local c0=0 t0=$(date +%s.%N)
+  [ -n "$SERVER_PID" ] && c0=$(cpu_s "$SERVER_PID")
   "$LOAD" --url "$url" --warmup "$WARM" --duration "$SECS" --label "$name" "$@" \
     > "$RAW/$name.json" 2> "$RAW/$name.err"
+  if [ -n "$SERVER_PID" ]; then
+    awk -v c0="$c0" -v c1="$(cpu_s "$SERVER_PID")" -v t0="$t0" -v t1="$(date +%s.%N)" \
+      'BEGIN {printf "%.3f\n", (c1 - c0) / (t1 - t0)}' > "$RAW/$name.cpu"
+    echo "server cores: $(cat "$RAW/$name.cpu")"
+  fi
   tail -1 "$RAW/$name.err"
   case $name in fanin_*) settle "$url" ;; infinity_*) sleep 1 ;; esac
 }
@@ -136,9 +154,10 @@ start_fanin() {
   local log=$RAW/fanin_serve_$backend.log
   "$FANIN" serve --model "$MODEL" --backend "$backend" --port 0 \
     --max-batch-size "$BATCH" --max-queue-delay-us "$DELAY_US" --workers "$WORKERS" \
-    --max-batch-tokens "$TOKENS" --io-threads "$IO_THREADS" \
+    --max-batch-tokens "$TOKENS" ${IO_THREADS:+--io-threads "$IO_THREADS"} \
     --max-concurrent-requests 100000 --log-level warn "$@" > "$log" 2>&1 &
   FPID=$!
+  SERVER_PID=$FPID
   pids+=("$FPID")
   for _ in $(seq 1200); do
     grep -q "fanin: ready" "$log" && break
@@ -156,6 +175,7 @@ stop_fanin() {
   for _ in $(seq 100); do kill -0 "$FPID" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$FPID" 2>/dev/null
   wait "$FPID" 2>/dev/null
+  SERVER_PID=
 }
 
 step "load generator ceiling (null server)"
@@ -185,6 +205,14 @@ if start_fanin "$BACKEND"; then
   metrics "$FURL" > "$RAW/fanin_${BACKEND}_metrics.txt"
   stop_fanin
 fi
+for t in $IO_SWEEP; do
+  step "fanin serve --backend $BACKEND --io-threads $t"
+  if IO_THREADS=$t start_fanin "$BACKEND"; then
+    load "fanin_${BACKEND}_openai-io${t}_c256_k1" "$FURL" --api openai --connections 256 \
+      --inputs 1 --threads 4 --duration $(( SECS > 6 ? 6 : SECS ))
+    stop_fanin
+  fi
+done
 
 step "in-process Engine (fanin bench --mode queue)"
 dtype_flag=()
@@ -210,6 +238,7 @@ else
   if PYTHON="$PY" INFINITY_DEVICE="$PEER_DEVICE" \
       bash bench/peers/infinity_serve.sh start "$iport" "$MODEL" "$RAW/infinity.log" "$RAW/infinity.pid"; then
     pids+=("$(cat "$RAW/infinity.pid")")
+    SERVER_PID=$(cat "$RAW/infinity.pid")
     PYTHONPATH=/tmp/site "$PY" -c 'import json, infinity_emb, torch, transformers, sentence_transformers, numpy
 print(json.dumps({"infinity_emb": infinity_emb.__version__, "torch": torch.__version__,
   "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
@@ -224,6 +253,7 @@ print(json.dumps({"infinity_emb": infinity_emb.__version__, "torch": torch.__ver
     load "infinity_${PEER_DEVICE}_openai_c8_k32" "$IURL" --api openai --path /embeddings \
       --connections 8 --inputs 32 --threads 2
     bash bench/peers/infinity_serve.sh stop "$RAW/infinity.pid"
+    SERVER_PID=
   else
     echo "Infinity did not start (log in serve_raw.tgz)"
   fi

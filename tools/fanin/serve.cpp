@@ -66,7 +66,7 @@ void check_options(const ServeOptions& o) {
   if (o.max_batch_tokens < 0) throw UsageError("--max-batch-tokens must be >= 0 (0: no budget)");
   if (o.max_queue_delay_us < 0) throw UsageError("--max-queue-delay-us must be >= 0");
   if (o.workers < 1) throw UsageError("--workers must be >= 1");
-  if (o.io_threads < 0) throw UsageError("--io-threads must be >= 0 (0: min(4, cores))");
+  if (o.io_threads < 0) throw UsageError("--io-threads must be >= 0 (0: half the cores, 1..8)");
   for (int64_t ms : {o.header_timeout_ms, o.body_timeout_ms, o.idle_timeout_ms})
     if (ms < 1) throw UsageError("--header/body/idle-timeout-ms must be >= 1");
   if (o.request_timeout_ms < 0 || o.drain_timeout_ms < 0)
@@ -156,7 +156,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
   cmd->add_option("--max-queue-length", o.max_queue_length, "queued inputs (429 above)")
       ->capture_default_str();
   cmd->add_option("--workers", o.workers, "engine workers per device")->capture_default_str();
-  cmd->add_option("--io-threads", o.io_threads, "HTTP I/O threads (0: min(4, cores))")
+  cmd->add_option("--io-threads", o.io_threads, "HTTP I/O threads (0: half the cores, 1..8)")
       ->capture_default_str();
   cmd->add_option("--max-length", o.max_length, "tokens per input (0: the model's, 256)")
       ->capture_default_str();

@@ -22,6 +22,12 @@ constexpr std::chrono::milliseconds kAbortGrace{1000};
 // Pause after an accept error such as EMFILE, so the acceptor does not spin.
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 
+// HttpOptions::io_threads = 0: half the hardware threads, 1 to 8 (the other
+// half is left to the engine: tokenization, the CPU backend's workers).
+unsigned default_io_threads() {
+  return std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u);
+}
+
 // The server whose I/O thread this is, or nullptr.
 thread_local const HttpServer::Impl* tls_io_server = nullptr;
 
@@ -43,8 +49,24 @@ const std::string* HttpRequest::header(std::string_view lowercase_name) const {
 HttpServer::Impl::Impl(HttpOptions options, Handler handler, ErrorFormatter errors)
     : options_(std::move(options)),
       handler_(std::move(handler)),
-      errors_(std::move(errors)),
-      ioc_(std::make_unique<asio::io_context>()) {}
+      errors_(std::move(errors)) {
+  // Note [One io_context per I/O thread]
+  // Each I/O thread runs its own io_context (concurrency hint 1) and a
+  // connection lives on one of them, chosen round robin at accept: its
+  // reads, writes, phase timers and deliveries touch only that context's
+  // scheduler and reactor. With one io_context shared by every thread, each
+  // request's dozen scheduler and timer operations took the same two
+  // mutexes from every thread, and the server stopped scaling at about 32k
+  // requests/s whatever the thread count (bench/results/2026-12-02-serve.json).
+  // Posts from other threads (Respond, HttpServer::post) stay thread-safe.
+  const unsigned n = options_.io_threads > 0 ? static_cast<unsigned>(options_.io_threads)
+                                              : default_io_threads();
+  for (unsigned i = 0; i < n; ++i) iocs_.push_back(std::make_unique<asio::io_context>(1));
+}
+
+asio::io_context& HttpServer::Impl::next_context() {
+  return *iocs_[next_ioc_.fetch_add(1, std::memory_order_relaxed) % iocs_.size()];
+}
 
 HttpServer::Impl::~Impl() {
   try {
@@ -64,8 +86,8 @@ HttpServer::Impl::~Impl() {
   }
   signals_.reset();
   acceptor_.reset();
-  work_.reset();
-  ioc_.reset();  // destroys what is still queued (posted deliveries)
+  work_.clear();
+  iocs_.clear();  // destroys what is still queued (posted deliveries)
 }
 
 bool HttpServer::Impl::on_io_thread() const { return tls_io_server == this; }
@@ -104,7 +126,7 @@ void HttpServer::Impl::start() {
                   "[HttpServer::start] host '" + options_.host + "' is not an IP address");
   }
   const tcp::endpoint endpoint(address, options_.port);
-  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*ioc_));
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*iocs_[0]));
   auto fail = [&](const char* step) {
     throw Error(ErrorCode::kUnavailable,
                 std::string("[HttpServer::start] cannot ") + step + " " + where + ": " + ec.message());
@@ -120,10 +142,7 @@ void HttpServer::Impl::start() {
   port_ = acceptor->local_endpoint(ec).port();
   acceptor_ = std::move(acceptor);
 
-  unsigned threads = options_.io_threads > 0
-                         ? static_cast<unsigned>(options_.io_threads)
-                         : std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
-  work_.emplace(ioc_->get_executor());
+  for (auto& ioc : iocs_) work_.push_back(asio::make_work_guard(*ioc));
   asio::co_spawn(acceptor_->get_executor(), accept_loop(), [this](std::exception_ptr e) {
     if (!e) return;
     try {
@@ -135,12 +154,12 @@ void HttpServer::Impl::start() {
     }
   });
   state_ = State::kRunning;
-  for (unsigned i = 0; i < threads; ++i) {
-    threads_.emplace_back([this] {
+  for (auto& ioc : iocs_) {
+    threads_.emplace_back([this, ioc = ioc.get()] {
       tls_io_server = this;
       for (;;) {
         try {
-          ioc_->run();
+          ioc->run();
           return;
         } catch (const std::exception& e) {
           log(std::string("I/O thread caught: ") + e.what());
@@ -156,7 +175,7 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
   bool logged_full = false;
   for (;;) {
-    Strand strand = asio::make_strand(*ioc_);
+    Strand strand = asio::make_strand(next_context());
     tcp::socket socket(strand);
     auto [ec] = co_await acceptor_->async_accept(socket, asio::as_tuple(asio::use_awaitable));
     if (draining_.load() || !acceptor_->is_open() || ec == asio::error::operation_aborted)
@@ -215,7 +234,7 @@ void HttpServer::Impl::on_signals(std::function<void(int)> on_signal) {
   std::lock_guard lock(signal_mu_);
   on_signal_ = std::move(on_signal);
   if (signals_ || draining_.load()) return;
-  signals_ = std::make_unique<asio::signal_set>(asio::make_strand(*ioc_), SIGINT, SIGTERM);
+  signals_ = std::make_unique<asio::signal_set>(asio::make_strand(*iocs_[0]), SIGINT, SIGTERM);
   arm_signals();
 }
 
@@ -307,8 +326,8 @@ bool HttpServer::Impl::do_shutdown(std::chrono::milliseconds drain_timeout) {
     std::unique_lock lock(stop_mu_);
     stop_cv_.wait_for(lock, kAbortGrace, [&] { return connections_.load() == 0; });
   }
-  work_.reset();
-  ioc_->stop();
+  work_.clear();
+  for (auto& ioc : iocs_) ioc->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
   // No I/O thread runs from here on: this thread may touch every object.
@@ -335,8 +354,10 @@ bool HttpServer::Impl::do_shutdown(std::chrono::milliseconds drain_timeout) {
   // Let the coroutines see their cancelled operations and finish, so that
   // connections() drops to 0 and their sockets are freed now.
   try {
-    ioc_->restart();
-    ioc_->poll();
+    for (auto& ioc : iocs_) {
+      ioc->restart();
+      ioc->poll();
+    }
   } catch (const std::exception& e) {
     log(std::string("shutdown: ") + e.what());
   }
@@ -370,8 +391,8 @@ bool HttpServer::wait() { return impl_->wait(); }
 
 void HttpServer::post(std::function<void()> fn) {
   std::shared_lock lock(impl_->hub_->mu);
-  if (!impl_->hub_->open || !impl_->ioc_) return;  // the server is gone
-  asio::post(*impl_->ioc_, [impl = impl_.get(), fn = std::move(fn)] {
+  if (!impl_->hub_->open || impl_->iocs_.empty()) return;  // the server is gone
+  asio::post(impl_->next_context(), [impl = impl_.get(), fn = std::move(fn)] {
     try {
       fn();
     } catch (const std::exception& e) {

@@ -78,7 +78,7 @@ using Respond = std::function<void(HttpResponse)>;
 struct HttpOptions {
   std::string host = "127.0.0.1";  // an IP address (v4 or v6) or "localhost"
   uint16_t port = 8080;            // 0: an ephemeral port (port() tells which)
-  int io_threads = 0;              // 0: min(4, hardware threads)
+  int io_threads = 0;              // 0: half the hardware threads, 1..8
   size_t body_limit = 2 << 20;     // bytes; larger -> 413 before the body is read
   size_t header_limit = 16 << 10;  // request line + headers; larger -> 431
   // First byte of a request (or a new connection's wait for it) -> header

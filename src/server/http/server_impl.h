@@ -133,8 +133,12 @@ struct HttpServer::Impl {
   const ErrorFormatter errors_;
   const std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
 
-  std::unique_ptr<asio::io_context> ioc_;  // reset only in ~Impl, after the threads joined
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;  // start/shutdown caller
+  // One io_context per I/O thread (Note [One io_context per I/O thread]):
+  // made in the constructor, cleared only in ~Impl after the threads joined.
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;
+  std::atomic<size_t> next_ioc_{0};  // round robin over iocs_ (next_context)
+  asio::io_context& next_context();
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;  // start/shutdown caller
   std::unique_ptr<tcp::acceptor> acceptor_;  // acceptor's strand after start(); closed by shutdown
   std::vector<std::thread> threads_;         // written by start(), joined by do_shutdown()
 
