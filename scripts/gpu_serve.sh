@@ -213,6 +213,18 @@ for t in $IO_SWEEP; do
     stop_fanin
   fi
 done
+# No queue delay: a lone request runs at once; under load the batch is
+# whatever queued while the workers were busy.
+if [ "${SKIP_D0:-0}" != 1 ]; then
+  step "fanin serve --backend $BACKEND --max-queue-delay-us 0"
+  if DELAY_US=0 start_fanin "$BACKEND"; then
+    for c in 1 256; do
+      load "fanin_${BACKEND}_openai-d0_c${c}_k1" "$FURL" --api openai --connections "$c" \
+        --inputs 1 --threads "$(threads_for "$c")" --duration $(( SECS > 6 ? 6 : SECS ))
+    done
+    stop_fanin
+  fi
+fi
 
 step "in-process Engine (fanin bench --mode queue)"
 dtype_flag=()
@@ -223,6 +235,14 @@ dtype_flag=()
   --max-tokens "$TOKENS" --seconds "$SECS" --warmup-seconds "$WARM" \
   > "$RAW/inprocess_$BACKEND.json" 2> "$RAW/inprocess_$BACKEND.err"
 grep "producers" "$RAW/inprocess_$BACKEND.err"
+if [ "${SKIP_D0:-0}" != 1 ]; then
+  "$FANIN" bench --model minilm --mode queue --backend "$BACKEND" "${dtype_flag[@]}" \
+    --model-dir "$MODEL" --sentences bench/data/queue_sentences.txt \
+    --producers 1,256 --workers "$WORKERS" --max-batch "$BATCH" --max-delay-us 0 \
+    --max-tokens "$TOKENS" --seconds $(( SECS > 6 ? 6 : SECS )) --warmup-seconds "$WARM" \
+    > "$RAW/inprocess_$BACKEND-d0.json" 2> "$RAW/inprocess_$BACKEND-d0.err"
+  grep "producers" "$RAW/inprocess_$BACKEND-d0.err"
+fi
 
 step "Infinity"
 if [ "${SKIP_INFINITY:-0}" = 1 ]; then

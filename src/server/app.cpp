@@ -87,6 +87,7 @@ void App::handle(HttpRequest&& req, Respond respond) {
   Impl& im = *impl_;
   auto call = std::make_shared<Call>();
   call->respond = std::move(respond);
+  call->post = std::move(req.post);
   call->api = api_of(req.path);
   call->method = req.method;
   call->route = req.path;

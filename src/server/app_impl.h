@@ -24,6 +24,9 @@ inline double micros(Clock::duration d) {
 // One request in progress: where its answer goes and what it reports.
 struct Call {
   Respond respond;
+  // HttpRequest::post: runs work on the connection's I/O thread (empty in
+  // tests that call App::handle with a hand-made request).
+  std::function<void(std::function<void()>)> post;
   api::Api api = api::Api::kTei;
   std::string method;
   std::string route;          // the route's template ("/v2/models/{m}/infer")

@@ -50,7 +50,10 @@ void run(App::Impl& im, const CallPtr& call, const std::shared_ptr<Engine>& engi
           impl->fail(*call, api::Reason::kDeviceError, std::string("formatting failed: ") + ex.what());
         }
       };
-      if (impl->post) impl->post(std::move(reply));
+      // On the connection's own I/O thread where the server says which
+      // (one hand-off: the Respond after it is a local post), else on any.
+      if (call->post) call->post(std::move(reply));
+      else if (impl->post) impl->post(std::move(reply));
       else reply();
     });
   } catch (const Error& e) {

@@ -179,6 +179,16 @@ Respond HttpServer::Impl::make_respond(std::shared_ptr<ResponseSlot> slot) {
   };
 }
 
+std::function<void(std::function<void()>)> HttpServer::Impl::make_post(
+    const std::shared_ptr<Connection>& c) {
+  return [this, hub = hub_, weak = std::weak_ptr<Connection>(c)](std::function<void()> fn) {
+    std::shared_lock lock(hub->mu);
+    if (!hub->open) return;  // the server is gone
+    if (auto conn = weak.lock()) post_guarded(conn->strand, std::move(fn));
+    else post_guarded(next_context().get_executor(), std::move(fn));
+  };
+}
+
 asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> c, uint64_t id) {
   struct Unregister {
     HttpServer::Impl& server;
@@ -300,6 +310,7 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
     request.body = std::move(req.body());
     request.remote = c.remote;
     request.received = received;
+    request.post = make_post(c.shared_from_this());
     const bool client_keep_alive = req.keep_alive();
     const bool head = req.method() == http::verb::head;
     const std::string path = request.path;

@@ -389,18 +389,26 @@ bool HttpServer::shutdown(std::chrono::milliseconds drain_timeout) {
 
 bool HttpServer::wait() { return impl_->wait(); }
 
-void HttpServer::post(std::function<void()> fn) {
-  std::shared_lock lock(impl_->hub_->mu);
-  if (!impl_->hub_->open || impl_->iocs_.empty()) return;  // the server is gone
-  asio::post(impl_->next_context(), [impl = impl_.get(), fn = std::move(fn)] {
+template <class Executor>
+void HttpServer::Impl::post_guarded(const Executor& ex, std::function<void()> fn) {
+  asio::post(ex, [this, fn = std::move(fn)] {
     try {
       fn();
     } catch (const std::exception& e) {
-      impl->log(std::string("posted work threw: ") + e.what());
+      log(std::string("posted work threw: ") + e.what());
     } catch (...) {
-      impl->log("posted work threw");
+      log("posted work threw");
     }
   });
+}
+template void HttpServer::Impl::post_guarded(const Strand&, std::function<void()>);
+template void HttpServer::Impl::post_guarded(const asio::io_context::executor_type&,
+                                             std::function<void()>);
+
+void HttpServer::post(std::function<void()> fn) {
+  std::shared_lock lock(impl_->hub_->mu);
+  if (!impl_->hub_->open || impl_->iocs_.empty()) return;  // the server is gone
+  impl_->post_guarded(impl_->next_context().get_executor(), std::move(fn));
 }
 
 size_t HttpServer::connections() const { return impl_->connections_.load(); }

@@ -53,6 +53,12 @@ struct HttpRequest {
   std::string body;
   std::string remote;          // "127.0.0.1:51234"
   Clock::time_point received;  // when the header was complete
+  // Runs fn on this request's connection's I/O thread (or another I/O
+  // thread once the connection is gone): callable from any thread, cheap to
+  // copy; fn is dropped once the server is destroyed. Work that ends in
+  // Respond (formatting the reply) costs one thread hand-off this way
+  // instead of two.
+  std::function<void(std::function<void()>)> post;
 
   // The first value of the header with that (lowercase) name, or nullptr.
   const std::string* header(std::string_view lowercase_name) const;

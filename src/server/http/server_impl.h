@@ -122,6 +122,11 @@ struct HttpServer::Impl {
   HttpResponse format_error(std::string_view path, int status, const std::string& message);
   // The Respond of one request: posts its response to the connection's strand.
   Respond make_respond(std::shared_ptr<ResponseSlot> slot);
+  // HttpRequest::post of one request on connection `c`.
+  std::function<void(std::function<void()>)> make_post(const std::shared_ptr<Connection>& c);
+  // Posts fn, guarded (what it throws is logged), to `ex`. Under Hub::mu.
+  template <class Executor>
+  void post_guarded(const Executor& ex, std::function<void()> fn);
 
   // Counter changes that shutdown() waits for: wakes it while draining.
   void notify_stop_waiters();
