@@ -57,7 +57,7 @@ HttpServer::Impl::Impl(HttpOptions options, Handler handler, ErrorFormatter erro
   // scheduler and reactor. With one io_context shared by every thread, each
   // request's dozen scheduler and timer operations took the same two
   // mutexes from every thread, and the server stopped scaling at about 32k
-  // requests/s whatever the thread count (bench/results/2026-12-02-serve.json).
+  // requests/s whatever the thread count (bench/results/2026-12-02-serve-shared-ioc.json).
   // Posts from other threads (Respond, HttpServer::post) stay thread-safe.
   const unsigned n = options_.io_threads > 0 ? static_cast<unsigned>(options_.io_threads)
                                               : default_io_threads();
