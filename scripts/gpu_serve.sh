@@ -20,6 +20,10 @@
 # Local dry run (CPU backend, short, Infinity only where its wheels and
 # PYTHON's torch are there):
 #   DRY=1 OUT=/tmp/serve_dry BUILD=build/load SECS=2 WARM=0.5 bash scripts/gpu_serve.sh
+# The CPU backend against Infinity on the same cores (one call):
+#   BACKEND=cpu PEER_DEVICE=cpu INFINITY_DTYPE_ARG=float32 WORKERS=16 BATCH=32 \
+#   CONNS="1 16 64" PRODUCERS=1,16,64 IO_SWEEP= SKIP_D0=1 SECS=6 \
+#   RESULT_NAME=<date>-serve-cpu bash scripts/gpu_serve.sh
 # Environment: SECS (10: measured seconds per load), WARM (2: warm-up
 # seconds), BUDGET_S (500: wall seconds after which optional parts are
 # skipped), SKIP_INFINITY=1, SKIP_CPU=1, PYTHON (python3).
@@ -72,15 +76,15 @@ LOAD=$B/bench/http_load/http_load
 SINK=$B/bench/http_load/http_sink
 RAW=$(mktemp -d /tmp/serve_raw.XXXXXX)
 # Engine settings, the same for the server and the in-process bench.
-BATCH=256
+BATCH=${BATCH:-256}
 DELAY_US=200
-WORKERS=2
+WORKERS=${WORKERS:-2}
 TOKENS=16384
 # HTTP I/O threads of the main fanin serve runs (empty: the server's
 # default, half the cores up to 8); IO_SWEEP: other counts tried at 256
 # connections.
 IO_THREADS=${IO_THREADS:-}
-IO_SWEEP=${IO_SWEEP:-4 12}
+IO_SWEEP=${IO_SWEEP-4 12}
 step() { echo; echo "=== $* (t=${SECONDS}s) ==="; }
 over_budget() { [ "$SECONDS" -gt "$BUDGET_S" ]; }
 pids=()
@@ -103,7 +107,7 @@ cat > "$RAW/settings.json" <<JSON
 {"backend": "$BACKEND", "secs": $SECS, "warmup_s": $WARM, "max_batch_size": $BATCH,
  "max_queue_delay_us": $DELAY_US, "workers": $WORKERS, "max_batch_tokens": $TOKENS,
  "io_threads": "${IO_THREADS:-default}", "io_sweep": "$IO_SWEEP", "max_concurrent_requests": 100000, "log_level": "warn",
- "infinity": {"engine": "torch", "dtype": "float16", "batch_size": ${INFINITY_BATCH:-32},
+ "infinity": {"engine": "torch", "dtype": "${INFINITY_DTYPE_ARG:-float16}", "batch_size": ${INFINITY_BATCH:-32},
               "device": "$PEER_DEVICE", "route": "/embeddings"},
  "cores": $(nproc), "dry_run": $DRY}
 JSON
@@ -231,7 +235,7 @@ dtype_flag=()
 [ "$BACKEND" = cuda ] && dtype_flag=(--dtype f16)
 "$FANIN" bench --model minilm --mode queue --backend "$BACKEND" "${dtype_flag[@]}" \
   --model-dir "$MODEL" --sentences bench/data/queue_sentences.txt \
-  --producers 1,64,256 --workers "$WORKERS" --max-batch "$BATCH" --max-delay-us "$DELAY_US" \
+  --producers "${PRODUCERS:-1,64,256}" --workers "$WORKERS" --max-batch "$BATCH" --max-delay-us "$DELAY_US" \
   --max-tokens "$TOKENS" --seconds "$SECS" --warmup-seconds "$WARM" \
   > "$RAW/inprocess_$BACKEND.json" 2> "$RAW/inprocess_$BACKEND.err"
 grep "producers" "$RAW/inprocess_$BACKEND.err"
@@ -293,7 +297,8 @@ if [ "$BACKEND" = cuda ] && [ "${SKIP_CPU:-0}" != 1 ]; then
 fi
 
 step merge
-"$PY" bench/merge_serve.py "$RAW" "$OUT/$day-serve.json" "$OUT/$day-serve.png"
+name=${RESULT_NAME:-$day-serve}
+"$PY" bench/merge_serve.py "$RAW" "$OUT/$name.json" "$OUT/$name.png"
 tar czf "$OUT/serve_raw.tgz" -C "$RAW" .
 ls -la "$OUT"
 echo "done in ${SECONDS}s"
