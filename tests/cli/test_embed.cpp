@@ -166,7 +166,7 @@ TEST_F(EmbedCli, MatchesSentenceTransformersAndSummarises) {
   }
   EXPECT_NE(r.err.find("fanin embed: 26 sentences, "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(" tokens, "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(" sentences/s (1 worker on cpu"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" sentences/s (1 worker on cpu, "), std::string::npos) << r.err;
 }
 
 // More lines than one chunk (4 batches per worker at --batch-size 4), so
@@ -183,7 +183,7 @@ TEST_F(EmbedCli, OneAndTwoThreadsGiveTheSameRowsInInputOrder) {
   ASSERT_EQ(one.rc, 0) << one.err;
   Result two = embed("--threads 2 --batch-size 4", in);
   ASSERT_EQ(two.rc, 0) << two.err;
-  EXPECT_NE(two.err.find("(2 workers on cpu"), std::string::npos) << two.err;
+  EXPECT_NE(two.err.find("(2 workers on cpu, "), std::string::npos) << two.err;
   const Rows a = parse_jsonl(one.out), b = parse_jsonl(two.out);
   ASSERT_EQ(a.size(), 3 * sentences.size());
   ASSERT_EQ(b.size(), a.size());

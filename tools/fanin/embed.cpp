@@ -202,6 +202,12 @@ CLI::App* add_embed_command(CLI::App& app, EmbedOptions& o) {
                   "a line that is not valid UTF-8: fail (exit 1 naming it), empty (a zero row, "
                   "a warning) or skip (no row; the skipped lines listed at the end)")
       ->capture_default_str();
+  cmd->footer(
+      "Rows come in input order. stderr ends with one summary line (sentences, tokens, seconds,\n"
+      "sentences/s); on a terminal it shows progress. Exit codes: 0 success (lines replaced or\n"
+      "skipped under --on-error empty|skip included); 1 the run failed (a bad line under\n"
+      "--on-error fail, named by its line number, the rows before it written; a model that\n"
+      "does not load; a write error); 2 bad command line.");
   return cmd;
 }
 
@@ -356,12 +362,16 @@ int run_embed(const EmbedOptions& o) {
   if (truncated) extra += ", " + std::to_string(truncated) + " cut to " + std::to_string(max_length);
   if (zero_rows) extra += ", " + std::to_string(zero_rows) + " zero rows";
   if (!skipped.empty()) extra += ", " + std::to_string(skipped.size()) + " skipped";
+  // How much of the run the workers spent on batches (formed -> results).
+  double busy_us = 0;
+  for (const EngineMetrics::Worker& w : engine.metrics().workers) busy_us += w.busy_us;
+  const double busy = seconds > 0 ? busy_us / (1e6 * seconds * workers) : 0.0;
   std::fprintf(stderr,
                "fanin embed: %zu sentences, %llu tokens%s, %.2f s, %.1f sentences/s "
-               "(%d worker%s on %s; model load %.2f s)\n",
+               "(%d worker%s on %s, %.0f%% busy; model load %.2f s)\n",
                rows, static_cast<unsigned long long>(tokens), extra.c_str(), seconds,
                seconds > 0 ? static_cast<double>(rows) / seconds : 0.0, workers,
-               workers == 1 ? "" : "s", device.name().c_str(),
+               workers == 1 ? "" : "s", device.name().c_str(), 100 * std::min(busy, 1.0),
                Seconds(t_loaded - t0).count());
   if (!written) {
     std::fprintf(stderr, "fanin embed: writing the output failed\n");
