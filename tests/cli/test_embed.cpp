@@ -169,9 +169,8 @@ TEST_F(EmbedCli, MatchesSentenceTransformersAndSummarises) {
   EXPECT_NE(r.err.find(" sentences/s (1 worker on cpu, "), std::string::npos) << r.err;
 }
 
-// More lines than one chunk (4 batches per worker at --batch-size 4), so
-// rows come back from several requests and both workers: same vectors, in
-// input order, with one worker or two.
+// Many small batches (--batch-size 4), so rows come back from both workers:
+// same vectors, in input order, with one worker or two.
 TEST_F(EmbedCli, OneAndTwoThreadsGiveTheSameRowsInInputOrder) {
   std::vector<std::string> sentences;
   const fs::path short_file = short_sentences(&sentences);
@@ -281,6 +280,52 @@ TEST_F(EmbedBadLines, SkipOmitsTheRowsAndListsTheLines) {
   EXPECT_EQ(header_rows, 7u);
   ASSERT_EQ(npy.size(), 7u);
   for (size_t i = 0; i < npy.size(); ++i) EXPECT_LE(max_abs_diff(npy[i], rows[i]), 1e-6);
+}
+
+// 300 lines in chunks of 64 (--chunk-lines), so several requests are in
+// flight: mostly empty lines (cheap: [CLS] [SEP]), a sentence every 10th
+// line, bad UTF-8 at lines 65 (a chunk's first) and 200. Row order and line
+// numbers hold across chunks.
+TEST_F(EmbedCli, LineNumbersAndRowOrderHoldAcrossChunks) {
+  std::vector<std::string> sentences;
+  const fs::path short_file = short_sentences(&sentences);
+  const Rows base = parse_jsonl(embed("--threads 1", short_file).out);
+  ASSERT_EQ(base.size(), sentences.size());
+  std::string text;
+  std::vector<int> sentence_of(301, -1);
+  for (int line = 1; line <= 300; ++line) {
+    if (line == 65 || line == 200) {
+      text += "\xff\n";
+    } else if (line % 10 == 1) {
+      sentence_of[line] = (line / 10) % static_cast<int>(sentences.size());
+      text += sentences[static_cast<size_t>(sentence_of[line])] + "\n";
+    } else {
+      text += "\n";
+    }
+  }
+  const fs::path in = input("many.txt", text);
+  Result r = embed("--threads 2 --batch-size 8 --chunk-lines 64 --on-error skip", in);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("skipped 2 lines (invalid UTF-8 at byte offset 0"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("): 65,200\n"), std::string::npos) << r.err;
+  const Rows rows = parse_jsonl(r.out);
+  ASSERT_EQ(rows.size(), 298u);
+  const std::vector<float>& blank = rows[1];
+  for (int line = 1, k = 0; line <= 300; ++line) {
+    if (line == 65 || line == 200) continue;
+    const std::vector<float>& row = rows[static_cast<size_t>(k++)];
+    if (sentence_of[line] >= 0) {
+      EXPECT_GE(cosine(row, base[static_cast<size_t>(sentence_of[line])]), 0.99999)
+          << "line " << line;
+    } else {
+      EXPECT_LE(max_abs_diff(row, blank), 1e-6) << "line " << line;
+    }
+  }
+  Result f = embed("--threads 2 --batch-size 8 --chunk-lines 64", in);
+  EXPECT_EQ(f.rc, 1);
+  EXPECT_NE(f.err.find("line 65: invalid UTF-8"), std::string::npos) << f.err;
+  EXPECT_EQ(parse_jsonl(f.out).size(), 64u);
 }
 
 TEST_F(EmbedCli, EmptyInputGivesNoRows) {

@@ -15,6 +15,7 @@ struct EmbedOptions {
   std::string out;               // default: stdout
   int batch_size = 64;
   int max_length = 0;            // 0: the model folder's
+  int chunk_lines = 0;           // lines per engine request; 0: 4096 (more with many workers)
   int threads = 0;               // engine workers; set only when threads_set
   bool threads_set = false;      // default: every usable core on cpu, 1 on cuda
   std::string on_error = "fail"; // fail | empty | skip: a line that is not valid UTF-8
