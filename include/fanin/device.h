@@ -71,7 +71,8 @@ class Device {
   // The device's caching, stream-ordered allocator.
   Allocator& allocator() noexcept { return *allocator_; }
 
-  // The device's default stream pool (32 slots), created on first use.
+  // The device's default stream pool, created on first use: 32 slots (on
+  // the CPU, one per hardware thread if that is more).
   StreamPool& stream_pool();
 
   // Throws DeviceError when the device no longer works: a sticky fault of

@@ -1,6 +1,8 @@
 #include "fanin/device.h"
 
+#include <algorithm>
 #include <charconv>
+#include <thread>
 #include <vector>
 
 #include "backends/backend.h"
@@ -168,7 +170,14 @@ void Device::check_health() const {
 }
 
 StreamPool& Device::stream_pool() {
-  std::call_once(pool_once_, [this] { pool_ = std::make_unique<StreamPool>(*this); });
+  std::call_once(pool_once_, [this] {
+    // A CPU stream runs on its own thread, and an engine runs one worker per
+    // core there, each holding a lease: at least a slot per hardware thread.
+    PoolOptions o;
+    if (type_ == DeviceType::kCpu)
+      o.slots = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), o.slots, 4096);
+    pool_ = std::make_unique<StreamPool>(*this, o);
+  });
   return *pool_;
 }
 

@@ -4,6 +4,7 @@
 // listener closes, accepted requests drain (--drain-timeout-ms), exit 0.
 #include "serve.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <mutex>
 
 #include "cli.h"
+#include "cores.h"
 #include "fanin/device.h"
 #include "fanin/engine.h"
 #include "fanin/model.h"
@@ -65,7 +67,7 @@ void check_options(const ServeOptions& o) {
   if (o.max_batch_size < 1) throw UsageError("--max-batch-size must be >= 1");
   if (o.max_batch_tokens < 0) throw UsageError("--max-batch-tokens must be >= 0 (0: no budget)");
   if (o.max_queue_delay_us < 0) throw UsageError("--max-queue-delay-us must be >= 0");
-  if (o.workers < 1) throw UsageError("--workers must be >= 1");
+  if (o.workers < 0) throw UsageError("--workers must be >= 0 (0: one per core on cpu, 1 on cuda)");
   if (o.io_threads < 0) throw UsageError("--io-threads must be >= 0 (0: half the cores, 1..8)");
   for (int64_t ms : {o.header_timeout_ms, o.body_timeout_ms, o.idle_timeout_ms})
     if (ms < 1) throw UsageError("--header/body/idle-timeout-ms must be >= 1");
@@ -80,11 +82,21 @@ std::vector<Device*> devices_of(const ServeOptions& o) {
   return {&Device::get(o.backend)};
 }
 
+// --workers 0: on CPU devices only, the usable cores (taskset/cgroup
+// respected) shared among them, each worker on its own stream; 1 where a GPU
+// is among the devices.
+int default_workers(const std::vector<Device*>& devices) {
+  for (const Device* d : devices)
+    if (d->type() != DeviceType::kCpu) return 1;
+  const int per_device = usable_cores() / static_cast<int>(devices.size());
+  return std::clamp(per_device, 1, 256);
+}
+
 // Loads the model on every device and starts the Engine (warm-up included).
 std::shared_ptr<Engine> load_engine(const ServeOptions& o) {
   const std::vector<Device*> devices = devices_of(o);
   EngineOptions eo;
-  eo.workers = o.workers;
+  eo.workers = o.workers > 0 ? o.workers : default_workers(devices);
   eo.max_batch_size = o.max_batch_size;
   eo.max_queue_delay = std::chrono::microseconds(o.max_queue_delay_us);
   eo.max_queue_length = static_cast<size_t>(o.max_queue_length);
@@ -155,7 +167,10 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
                   "longest wait for a fuller batch")->capture_default_str();
   cmd->add_option("--max-queue-length", o.max_queue_length, "queued inputs (429 above)")
       ->capture_default_str();
-  cmd->add_option("--workers", o.workers, "engine workers per device")->capture_default_str();
+  cmd->add_option("--workers", o.workers,
+                  "engine workers per device, each on its own stream (0: on cpu the cores this "
+                  "process may use, shared among the cpu devices; on cuda 1)")
+      ->capture_default_str();
   cmd->add_option("--io-threads", o.io_threads, "HTTP I/O threads (0: half the cores, 1..8)")
       ->capture_default_str();
   cmd->add_option("--max-length", o.max_length, "tokens per input (0: the model's, 256)")
@@ -242,7 +257,8 @@ int run_serve(const ServeOptions& given) {
   std::string devs;
   for (const std::string& d : info.devices) devs += (devs.empty() ? "" : ",") + d;
   say(o, "info", "fanin: ready (" + app.engine()->info().model_name + " as '" +
-                     ao.served_model_name + "' on " + devs + ", " + to_string(info.dtype) + ")");
+                     ao.served_model_name + "' on " + devs + ", " + to_string(info.dtype) + ", " +
+                     std::to_string(engine->options().workers) + " workers per device)");
 
   const bool drained = http.wait();
   const bool engine_drained = engine->drain(drain);
