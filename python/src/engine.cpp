@@ -90,14 +90,14 @@ Rows rows_of(const EngineInfo& info, const F32In& a, const char* op) {
   const Shape& in = info.input_shape;
   Shape got(a.ndim());
   for (size_t i = 0; i < a.ndim(); ++i) got[i] = static_cast<int64_t>(a.shape(i));
+  const std::string batch_shape = in.empty() ? "[n]" : "[n, " + to_string(in).substr(1);
   Rows r;
   r.single = got == in;
   const bool batch = got.size() == in.size() + 1 && std::equal(in.begin(), in.end(), got.begin() + 1);
   if (!r.single && !batch)
     throw Error(ErrorCode::kInvalidArgument, std::string("[") + op + "] input has shape " +
                                                  to_string(got) + ", the model takes " +
-                                                 to_string(in) + " or [n, " +
-                                                 to_string(in).substr(1));
+                                                 to_string(in) + " or " + batch_shape);
   if (batch) {
     r.single = false;
     r.n = got[0];
@@ -329,6 +329,11 @@ void bind_engine(nb::module_& m) {
         return names;
       },
       "spec"_a, "The devices of a spec ('cpu', 'cuda:1', 'cuda:0,cuda:1', 'all').");
+  m.def(
+      "_set_device_fault",
+      [](const std::string& device, const std::string& reason) { Device::get(device).set_fault(reason); },
+      "device"_a, "reason"_a,
+      "Testing: every later host wait on the device fails with DeviceError (empty reason: clears).");
 
   nb::class_<PyEngine>(m, "Engine", "One fanin::Engine: a batch queue and its workers.")
       .def_static("for_encoder", &engine_for_encoder, "model_dir"_a, "devices"_a, "dtype"_a,

@@ -1,6 +1,8 @@
 // python/src/errors.cpp: fanin::Error as fanin.Error and one subclass per
 // code. The classes are defined in Python (fanin/_errors.py, so that
 // InvalidArgument can also be a ValueError) and handed over once at import.
+#include <nanobind/stl/string.h>
+
 #include "common.h"
 
 namespace fanin::python {
@@ -30,13 +32,30 @@ void set_error_types(nb::dict types) {
   }
 }
 
+
 }  // namespace
 
 nb::object to_python(const Error& e) {
-  return nb::borrow(type_of(e.code()))(e.message());
+  const std::string& text = e.message();
+  return nb::borrow(type_of(e.code()))(nb::str(text.data(), text.size()));
 }
 
+namespace {
+
+[[noreturn]] void raise_for_test(const std::string& code, const std::string& message) {
+  for (int i = 0; i < kCodes; ++i)
+    if (code == to_string(static_cast<ErrorCode>(i))) throw Error(static_cast<ErrorCode>(i), message);
+  throw nb::value_error(("_raise: unknown error code " + code).c_str());
+}
+
+}  // namespace
+
 void bind_errors(nb::module_& m) {
+  // Codes the Engine API cannot produce on purpose from Python (a second
+  // encoder on a busy command buffer, an allocator failure) are checked
+  // through this hook; the others are raised by real inputs in the tests.
+  m.def("_raise", &raise_for_test, "code"_a, "message"_a,
+        "Testing: raises fanin::Error(code, message) from C++.");
   m.def("_set_error_types", &set_error_types, "types"_a,
         "Sets the Python class raised for each fanin::Error code (a dict by code name).");
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
