@@ -17,7 +17,8 @@
 # BUILD (the build folder, default build/python-gpu, kept for rebuilds).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-grep -qx /.devcache/ .git/info/exclude 2>/dev/null || echo /.devcache/ >> .git/info/exclude
+exclude="$(git rev-parse --git-common-dir)/info/exclude"
+grep -qx /.devcache/ "$exclude" 2>/dev/null || echo /.devcache/ >> "$exclude"
 py=${PY312:-/root/.pyenv/versions/3.12.1/bin/python3.12}
 [ -x "$py" ] || py=$(command -v python3.12)
 build=${BUILD:-build/python-gpu}

@@ -19,7 +19,8 @@ def make_options(
 ) -> EngineOptions:
     """``options`` (or the defaults) with ``overrides`` applied. On the CPU,
     ``workers`` defaults to the cores this process may run on, shared among
-    the devices, so that many Python threads fill the machine."""
+    the devices, so that many Python threads fill the machine (at most the
+    stream slots still free on each device: a worker leases one)."""
     o = EngineOptions() if options is None else copy.copy(options)
     for key, value in overrides.items():
         if not hasattr(o, key):
@@ -28,7 +29,9 @@ def make_options(
     if "workers" not in overrides and (options is None) and all(
         d.startswith("cpu") for d in devices
     ):
-        o.workers = max(1, len(os.sched_getaffinity(0)) // max(1, len(devices)))
+        cores = len(os.sched_getaffinity(0)) // max(1, len(devices))
+        free = min(_fanin.free_stream_slots(d) for d in devices)
+        o.workers = max(1, min(cores, free))
     return o
 
 

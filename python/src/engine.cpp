@@ -16,6 +16,7 @@
 #include "fanin/device.h"
 #include "fanin/model.h"
 #include "fanin/sentence_encoder.h"
+#include "fanin/stream.h"
 
 namespace fanin::python {
 namespace {
@@ -329,6 +330,13 @@ void bind_engine(nb::module_& m) {
         return names;
       },
       "spec"_a, "The devices of a spec ('cpu', 'cuda:1', 'cuda:0,cuda:1', 'all').");
+  m.def(
+      "free_stream_slots",
+      [](const std::string& device) {
+        StreamPool& pool = Device::get(device).stream_pool();
+        return pool.size() - pool.leased();
+      },
+      "device"_a, "Stream slots of the device's pool not leased now (each engine worker leases one).");
   m.def(
       "_set_device_fault",
       [](const std::string& device, const std::string& reason) { Device::get(device).set_fault(reason); },

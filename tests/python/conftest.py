@@ -41,7 +41,7 @@ def refs() -> dict:
 
 @pytest.fixture(scope="session")
 def encoder(model_dir):
-    with fanin.SentenceEncoder(model_dir) as enc:
+    with fanin.SentenceEncoder(model_dir, workers=2) as enc:
         yield enc
 
 
