@@ -71,7 +71,13 @@ echo "== check: the wheel imports with $py =="
 check=$(mktemp -d)
 "$py" -m venv --system-site-packages "$check/v"
 "$check/v/bin/pip" install -q --no-index --no-deps "$dst"/fanin-*.whl
-(cd "$check" && v/bin/python -c "import fanin; print('fanin', fanin.__version__, fanin.available_devices())")
+"$check/v/bin/python" -c "import numpy" 2> /dev/null || "$check/v/bin/pip" install -q numpy
+root=$PWD
+(cd "$check" && v/bin/python -c "
+import fanin
+print('fanin', fanin.__version__, fanin.available_devices())
+enc = fanin.SentenceEncoder('$root/models/all-MiniLM-L6-v2', workers=1)
+print('encode:', enc.encode(['hello world']).shape)")
 rm -rf "$check"
 ls -l "$dst"
 du -ch "$dst"/* | tail -1

@@ -82,3 +82,8 @@ ERROR_TYPES: dict[str, type[Error]] = {
         Unavailable,
     )
 }
+
+# Shown as fanin.QueueFull (not fanin._errors.QueueFull) in tracebacks.
+for _cls in (Error, *ERROR_TYPES.values()):
+    _cls.__module__ = "fanin"
+del _cls
