@@ -28,6 +28,12 @@ def _one_text(inputs: Texts) -> bool:
     return isinstance(inputs, (str, bytes))
 
 
+def _as_list(inputs: Texts) -> list[Union[str, bytes]]:
+    if isinstance(inputs, (str, bytes)):
+        return [inputs]
+    return list(inputs)
+
+
 class SentenceEncoder(_Front):
     """A sentence-transformers model folder (all-MiniLM-L6-v2) served by a fanin engine.
 
@@ -102,7 +108,7 @@ class SentenceEncoder(_Front):
         """
         del show_progress_bar
         one = _one_text(sentences)
-        texts = [sentences] if one else list(sentences)
+        texts = _as_list(sentences)
         if prompt:
             texts = [prompt + (t.decode() if isinstance(t, bytes) else t) for t in texts]
         out = self._core.encode(texts, batch_size, priority, timeout, True)
@@ -132,7 +138,7 @@ class SentenceEncoder(_Front):
     def tokenize(self, texts: Texts) -> dict[str, np.ndarray]:
         """Token ids as the model runs them, padded to the longest: ``input_ids``,
         ``attention_mask``, ``token_type_ids`` (int64 ``[n, longest]``)."""
-        ids, _ = self._core.tokenize([texts] if _one_text(texts) else list(texts))
+        ids, _ = self._core.tokenize(_as_list(texts))
         longest = max((len(x) for x in ids), default=0)
         input_ids = np.zeros((len(ids), longest), dtype=np.int64)
         mask = np.zeros_like(input_ids)
@@ -169,10 +175,10 @@ class SentenceEncoder(_Front):
         )
 
     @staticmethod
-    def _request(sentences: Texts):
+    def _request(sentences: Texts) -> tuple[list[Union[str, bytes]], _requests.Wrap]:
         if _one_text(sentences):
-            return [sentences], _first_row
-        return list(sentences), _requests._identity
+            return _as_list(sentences), _first_row
+        return _as_list(sentences), _requests._identity
 
     def __repr__(self) -> str:
         info = self._core.info()
