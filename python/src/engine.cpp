@@ -63,12 +63,15 @@ nb::tuple shape_tuple(const Shape& shape) {
   return nb::tuple(l);
 }
 
-// Waits for `f` with the GIL released, in slices: a signal (Ctrl-C) between
-// them cancels `token` and raises KeyboardInterrupt here.
-Response wait(std::future<Response>& f, CancelToken& token) {
-  for (;;) {
+// Calls `submit` and waits for its future with the GIL released, in slices:
+// a signal (Ctrl-C) between them cancels `token` and raises KeyboardInterrupt.
+template <typename Submit>
+Response submit_and_wait(Submit&& submit, CancelToken& token) {
+  std::future<Response> f;
+  for (bool first = true;; first = false) {
     {
       GilRelease nogil;
+      if (first) f = submit();
       if (f.wait_for(milliseconds(50)) == std::future_status::ready) return f.get();
     }
     if (PyErr_CheckSignals() != 0) {
@@ -78,34 +81,43 @@ Response wait(std::future<Response>& f, CancelToken& token) {
   }
 }
 
-// The rows of a tensor request: one input of input_shape, or n of them.
+using F32In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+
+// A tensor request: one input of input_shape, or n of them ([n, ...]).
 struct Rows {
-  std::vector<float> values;
+  const F32In& array;
   int64_t n = 1;
   bool single = true;
-};
 
-using F32In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+  // The one copy, into the request the engine owns (GIL released: the
+  // caller holds the array).
+  std::vector<float> values() const { return {array.data(), array.data() + array.size()}; }
+
+  template <typename Callback>
+  void submit(Engine& e, const RequestOptions& o, Callback&& done) const {
+    if (single)
+      e.submit(values(), o, std::forward<Callback>(done));
+    else
+      e.submit_batch(values(), n, o, std::forward<Callback>(done));
+  }
+  std::future<Response> submit(Engine& e, const RequestOptions& o) const {
+    return single ? e.submit(values(), o) : e.submit_batch(values(), n, o);
+  }
+};
 
 Rows rows_of(const EngineInfo& info, const F32In& a, const char* op) {
   const Shape& in = info.input_shape;
   Shape got(a.ndim());
   for (size_t i = 0; i < a.ndim(); ++i) got[i] = static_cast<int64_t>(a.shape(i));
-  const std::string batch_shape = in.empty() ? "[n]" : "[n, " + to_string(in).substr(1);
-  Rows r;
-  r.single = got == in;
+  if (got == in) return Rows{a};
   const bool batch = got.size() == in.size() + 1 && std::equal(in.begin(), in.end(), got.begin() + 1);
-  if (!r.single && !batch)
+  if (!batch) {
+    const std::string batch_shape = in.empty() ? "[n]" : "[n, " + to_string(in).substr(1);
     throw Error(ErrorCode::kInvalidArgument, std::string("[") + op + "] input has shape " +
                                                  to_string(got) + ", the model takes " +
                                                  to_string(in) + " or " + batch_shape);
-  if (batch) {
-    r.single = false;
-    r.n = got[0];
   }
-  GilRelease nogil;  // the one copy, into the request the engine owns
-  r.values.assign(a.data(), a.data() + a.size());
-  return r;
+  return Rows{a, got[0], false};
 }
 
 // Texts in, rows of their embeddings out (row i for texts[i]): sorted by
@@ -405,14 +417,8 @@ void bind_engine(nb::module_& m) {
           [](PyEngine& e, const F32In& x, int priority, std::optional<double> timeout) {
             auto token = std::make_shared<CancelToken>();
             const RequestOptions o = request_options(priority, timeout, token);
-            Rows rows = rows_of(e->info(), x, "Engine.run");
-            std::future<Response> f;
-            {
-              GilRelease nogil;
-              f = rows.single ? e->submit(std::move(rows.values), o)
-                              : e->submit_batch(std::move(rows.values), rows.n, o);
-            }
-            Response r = wait(f, *token);
+            const Rows rows = rows_of(e->info(), x, "Engine.run");
+            Response r = submit_and_wait([&] { return rows.submit(*e, o); }, *token);
             return to_numpy(std::move(r.output), r.shape);
           },
           "x"_a, "priority"_a, "timeout"_a.none(),
@@ -422,13 +428,10 @@ void bind_engine(nb::module_& m) {
           [](PyEngine& e, const F32In& x, nb::callable done, std::shared_ptr<CancelToken> token,
              int priority, std::optional<double> timeout) {
             const RequestOptions o = request_options(priority, timeout, std::move(token));
-            Rows rows = rows_of(e->info(), x, "Engine.submit");
+            const Rows rows = rows_of(e->info(), x, "Engine.submit");
             Engine::Callback cb = callback_of(std::move(done));
             GilRelease nogil;
-            if (rows.single)
-              e->submit(std::move(rows.values), o, std::move(cb));
-            else
-              e->submit_batch(std::move(rows.values), rows.n, o, std::move(cb));
+            rows.submit(*e, o, std::move(cb));
           },
           "x"_a, "done"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
           "Submits rows; done(result, error) is called once, on an engine thread.")
