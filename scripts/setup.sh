@@ -13,6 +13,7 @@ packages=(
   libboost1.81-dev         # Boost.Beast + Asio: the HTTP server (fanin serve)
   libgtest-dev libgmock-dev  # tests
   python3-venv python3-pip  # the fanin serve end-to-end tests' venv (tests/server/e2e/run.sh)
+  python3-dev              # Python.h: pip install . builds the Python module (python/)
   libbenchmark-dev         # micro-benchmarks
   spin                     # model checking of the pool and queue protocols
   clang libclang-rt-14-dev  # libFuzzer smoke runs (fuzz/run.sh)

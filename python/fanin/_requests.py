@@ -1,0 +1,76 @@
+"""Engine requests as concurrent.futures.Future objects and asyncio awaitables.
+
+The compiled module's ``submit_*`` methods take ``done(result, error)``, which
+an engine thread calls exactly once (holding the GIL). Here it completes a
+Future directly (Future is thread-safe), or hands over to the event loop with
+``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
+the request through its CancelToken: the engine drops it before it runs, or
+discards its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any, Callable, Optional
+
+from . import _fanin
+
+Done = Callable[[Any, Optional[BaseException]], None]
+Submit = Callable[[_fanin.CancelToken, Done], None]
+Wrap = Callable[[Any], Any]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def future(submit: Submit, wrap: Wrap = _identity) -> concurrent.futures.Future:
+    """Calls ``submit(token, done)`` and returns the Future that ``done`` completes."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+    token = _fanin.CancelToken()
+
+    def done(result: Any, error: Optional[BaseException]) -> None:
+        try:
+            if error is None:
+                fut.set_result(wrap(result))
+            else:
+                fut.set_exception(error)
+        except concurrent.futures.InvalidStateError:
+            pass  # the caller cancelled it meanwhile
+
+    def on_done(f: concurrent.futures.Future) -> None:
+        if f.cancelled():
+            token.cancel()
+
+    fut.add_done_callback(on_done)
+    submit(token, done)  # raises at once (QueueFull, InvalidArgument, ...)
+    return fut
+
+
+async def awaitable(submit: Submit, wrap: Wrap = _identity) -> Any:
+    """Calls ``submit(token, done)`` and waits on the running loop for ``done``."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+    token = _fanin.CancelToken()
+
+    def resolve(result: Any, error: Optional[BaseException]) -> None:
+        if fut.done():
+            return  # cancelled meanwhile
+        if error is None:
+            fut.set_result(wrap(result))
+        else:
+            fut.set_exception(error)
+
+    def done(result: Any, error: Optional[BaseException]) -> None:
+        try:
+            loop.call_soon_threadsafe(resolve, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits for this any more
+
+    submit(token, done)
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        token.cancel()
+        raise
