@@ -46,12 +46,16 @@ step unpack
 mkdir -p models && tar xzf "$D/minilm.tgz" -C models && rm -rf models/all-MiniLM-L6-v2 &&
   mv models/minilm models/all-MiniLM-L6-v2 || { echo "cannot unpack $D/minilm.tgz"; exit 1; }
 tar xzf "$D/fanin-cli.tgz" -C /tmp || { echo "cannot unpack $D/fanin-cli.tgz"; exit 1; }
-rm -rf /tmp/fanin-venv
-"${PYTHON:-python3}" -m venv --system-site-packages /tmp/fanin-venv &&
-  /tmp/fanin-venv/bin/pip install -q --no-index --no-deps "$D"/fanin-*.whl || exit 1
-py=/tmp/fanin-venv/bin/python
+# The wheel goes into its own folder on PYTHONPATH of the Python that has
+# torch (on the GPU machine python3 is itself a venv, so a venv made from
+# it with --system-site-packages would see the base interpreter's
+# packages, not its numpy and torch).
+rm -rf /tmp/fanin-site
+py=${PYTHON:-python3}
+$py -m pip install -q --no-index --no-deps --target /tmp/fanin-site "$D"/fanin-*.whl || exit 1
+export PYTHONPATH=/tmp/fanin-site${PYTHONPATH:+:$PYTHONPATH}
 (cd /tmp && $py -c "import fanin; print('fanin', fanin.__version__, fanin.available_devices())") || exit 1
-ldd /tmp/fanin-venv/lib/python3*/site-packages/fanin/_fanin*.so | grep -E "not found|cublas|blas|utf8" || true
+ldd /tmp/fanin-site/fanin/_fanin*.so | grep -E "not found|cublas|blas|utf8" || true
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   step "python tests (${TEST_BUDGET_S:-150} s at most)"
