@@ -140,6 +140,14 @@ const BlasKernels& blas_kernels() {
   return *g_blas;
 }
 
+std::string blas_core_now() { return openblas_get_corename(); }
+
+bool force_blas_core(const char* name) {
+  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr) return false;
+  reselect(name);
+  return true;
+}
+
 std::string kernels_summary() {
   const BlasKernels& b = blas_kernels();
   std::string s = std::string(to_string(isa())) + " kernels, OpenBLAS " + b.core;

@@ -61,6 +61,13 @@ const BlasKernels& blas_kernels();
 // narrow core, as a VM's misdetection would).
 BlasKernels select_blas_kernels();
 
+// OpenBLAS's current core name.
+std::string blas_core_now();
+// Switches OpenBLAS to core `name` as OPENBLAS_CORETYPE would at load (tests
+// simulate a VM's misdetection with "Prescott"); false where OpenBLAS is
+// built for one core. Same precondition as select_blas_kernels().
+bool force_blas_core(const char* name);
+
 // The ISA that OpenBLAS's core `name` uses (case-insensitive).
 Isa isa_of_blas_core(const std::string& name) noexcept;
 
