@@ -185,14 +185,13 @@ json profile_layout(const SentenceEncoder& enc, const std::vector<std::vector<in
                "(%.0f sentences/s), kernels %.2f ms, worker asleep %.2f ms\n",
                packed ? "packed" : "padded", static_cast<long long>(n), rows_gemm, wall_ms,
                1e3 * n / wall_ms, kernel_ms, sleep_ms);
-  for (auto& [name, op] : ops.items())
+  for (auto& [name, op] : ops.items()) {
+    char rate[32] = "";
+    if (op.contains("gflop_per_s"))
+      std::snprintf(rate, sizeof rate, " %.0f GFLOP/s", op["gflop_per_s"].get<double>());
     std::fprintf(stderr, "fanin bench cpu-profile:   %-10s %8.3f ms  %5.1f%%%s\n", name.c_str(),
-                 op["ms_per_batch"].get<double>(), 100 * op["share_of_wall"].get<double>(),
-                 op.contains("gflop_per_s")
-                     ? (" " + std::to_string(static_cast<int>(op["gflop_per_s"].get<double>())) +
-                        " GFLOP/s")
-                           .c_str()
-                     : "");
+                 op["ms_per_batch"].get<double>(), 100 * op["share_of_wall"].get<double>(), rate);
+  }
   return {{"layout", packed ? "packed" : "padded"},
           {"sentences", n},
           {"tokens", total},
