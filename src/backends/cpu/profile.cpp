@@ -3,6 +3,7 @@
 #include "backends/cpu/profile.h"
 
 #include <cblas.h>
+#include <time.h>
 
 #include <algorithm>
 #include <vector>
@@ -12,6 +13,7 @@ namespace {
 
 constexpr int kOps = static_cast<int>(ProfOp::kCount);
 std::atomic<uint64_t> g_ns[kOps];
+std::atomic<uint64_t> g_cpu_ns[kOps];
 std::atomic<uint64_t> g_calls[kOps];
 std::atomic<uint64_t> g_flops[kOps];
 std::atomic<uint64_t> g_sleep_ns{0};
@@ -22,9 +24,16 @@ std::atomic<uint64_t> g_wakeups{0};
 namespace detail {
 std::atomic<bool> g_profiling{false};
 
-void prof_add(ProfOp op, uint64_t ns, uint64_t flops) noexcept {
+uint64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void prof_add(ProfOp op, uint64_t ns, uint64_t cpu_ns, uint64_t flops) noexcept {
   const int i = static_cast<int>(op);
   g_ns[i].fetch_add(ns, std::memory_order_relaxed);
+  g_cpu_ns[i].fetch_add(cpu_ns, std::memory_order_relaxed);
   g_calls[i].fetch_add(1, std::memory_order_relaxed);
   g_flops[i].fetch_add(flops, std::memory_order_relaxed);
 }
@@ -58,6 +67,7 @@ bool profiling() noexcept { return detail::g_profiling.load(std::memory_order_re
 void reset_profile() noexcept {
   for (int i = 0; i < kOps; ++i) {
     g_ns[i].store(0, std::memory_order_relaxed);
+    g_cpu_ns[i].store(0, std::memory_order_relaxed);
     g_calls[i].store(0, std::memory_order_relaxed);
     g_flops[i].store(0, std::memory_order_relaxed);
   }
@@ -69,6 +79,7 @@ ProfSnapshot profile_snapshot() noexcept {
   ProfSnapshot s;
   for (int i = 0; i < kOps; ++i) {
     s.ns[i] = g_ns[i].load(std::memory_order_relaxed);
+    s.cpu_ns[i] = g_cpu_ns[i].load(std::memory_order_relaxed);
     s.calls[i] = g_calls[i].load(std::memory_order_relaxed);
     s.flops[i] = g_flops[i].load(std::memory_order_relaxed);
   }

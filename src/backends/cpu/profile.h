@@ -39,7 +39,9 @@ enum class ProfOp : int {
 const char* to_string(ProfOp op) noexcept;
 
 struct ProfSnapshot {
-  std::array<uint64_t, static_cast<int>(ProfOp::kCount)> ns{}, calls{}, flops{};
+  // ns: steady-clock time; cpu_ns: the worker thread's CPU time over the same
+  // spans (what the kernel cost when other processes share the cores).
+  std::array<uint64_t, static_cast<int>(ProfOp::kCount)> ns{}, cpu_ns{}, calls{}, flops{};
   uint64_t worker_sleep_ns = 0;  // stream workers waiting for work
   uint64_t worker_wakeups = 0;
 };
@@ -52,7 +54,8 @@ ProfSnapshot profile_snapshot() noexcept;
 
 namespace detail {
 extern std::atomic<bool> g_profiling;
-void prof_add(ProfOp op, uint64_t ns, uint64_t flops) noexcept;
+void prof_add(ProfOp op, uint64_t ns, uint64_t cpu_ns, uint64_t flops) noexcept;
+uint64_t thread_cpu_ns() noexcept;
 void prof_sleep(uint64_t ns) noexcept;
 }  // namespace detail
 
@@ -61,7 +64,10 @@ class ProfScope {
  public:
   explicit ProfScope(ProfOp op, uint64_t flops = 0) noexcept
       : on_(detail::g_profiling.load(std::memory_order_relaxed)), op_(op), flops_(flops) {
-    if (on_) t0_ = std::chrono::steady_clock::now();
+    if (on_) {
+      t0_ = std::chrono::steady_clock::now();
+      c0_ = detail::thread_cpu_ns();
+    }
   }
   ~ProfScope() {
     if (on_)
@@ -69,7 +75,7 @@ class ProfScope {
                        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                  std::chrono::steady_clock::now() - t0_)
                                                  .count()),
-                       flops_);
+                       detail::thread_cpu_ns() - c0_, flops_);
   }
   ProfScope(const ProfScope&) = delete;
   ProfScope& operator=(const ProfScope&) = delete;
@@ -79,6 +85,7 @@ class ProfScope {
   ProfOp op_;
   uint64_t flops_;
   std::chrono::steady_clock::time_point t0_;
+  uint64_t c0_ = 0;
 };
 
 // OpenBLAS's single-threaded sgemm rate (GFLOP/s) on y[m,n] = x[m,k] w[n,k]^T,
