@@ -64,11 +64,14 @@ fi
 echo "== 3. cpu-encoder"
 taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" --threads 1,2 \
   --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/encoder_2cores.json" > /dev/null
+ws=1; for w in 2 4 8; do [ "$w" -lt "$N" ] && ws="$ws,$w"; done
 taskset -c "$ALL" "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
-  --threads 1,2,4,8,0 --cpu-sentences 4000 --max-batch 32 --out "$OUT/raw/encoder_all.json" > /dev/null
+  --threads "$ws,0" --cpu-sentences 4000 --max-batch 32 --out "$OUT/raw/encoder_all.json" > /dev/null
 
 echo "== 4. fanin embed, 2,000 sentences, model load included"
-for cores in 0-1 "$ALL"; do
+cores_list=(0-1)
+[ "$N" -gt 2 ] && cores_list+=("$ALL")
+for cores in "${cores_list[@]}"; do
   t0=$(date +%s.%N)
   taskset -c "$cores" "$F" embed --model "$M" --format npy --out "$OUT/raw/embed.npy" < "$SENT"
   rc=$?
@@ -82,7 +85,9 @@ rm -f "$OUT/raw/embed.npy"
 echo "== 5. peers"
 export PYTHONUNBUFFERED=1
 ONNX=$(mktemp -d)/minilm.onnx
-for spec in "0 1" "0-1 2" "$ALL $N"; do
+specs=("0 1" "0-1 2")
+[ "$N" -gt 2 ] && specs+=("$ALL $N")
+for spec in "${specs[@]}"; do
   set -- $spec
   t0=$(date +%s.%N)
   taskset -c "$1" "$PY" bench/peers/cpu_minilm.py --model-dir "$M" --sentences bench/data/queue_sentences.txt \

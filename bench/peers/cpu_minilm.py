@@ -49,6 +49,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="0: the affinity's cores")
     ap.add_argument("--onnx", default="", help="export the model here and run ONNX Runtime too")
     ap.add_argument("--skip-st", action="store_true")
+    ap.add_argument("--only-onnx-export", action="store_true", help="export --onnx and stop")
     a = ap.parse_args()
     threads = a.threads or affinity()
     t_import = time.perf_counter()
@@ -74,6 +75,9 @@ def main():
     model.eval()
     out["st_load_s"] = time.perf_counter() - t0
     ref = None
+    if a.only_onnx_export:
+        print(json.dumps(run_onnx(a, model, texts[:64], threads, None, out["versions"])))
+        return
     if not a.skip_st:
         with torch.inference_mode():
             model.encode(texts[: 4 * a.batch], batch_size=a.batch, show_progress_bar=False)
@@ -104,11 +108,20 @@ def run_onnx(a, model, texts, threads, ref, versions):
         names = ["input_ids", "attention_mask", "token_type_ids"]
         dyn = {n: {0: "batch", 1: "seq"} for n in names}
         dyn["last_hidden_state"] = {0: "batch", 1: "seq"}
+        class Wrapped(torch.nn.Module):  # keyword arguments: robust to forward()'s order
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            torch.onnx.export(bert, tuple(sample[n] for n in names), a.onnx, input_names=names,
-                              output_names=["last_hidden_state"], dynamic_axes=dyn,
-                              opset_version=17, dynamo=False)
+        with torch.no_grad():
+            torch.onnx.export(Wrapped(bert).eval(), tuple(sample[n] for n in names), a.onnx,
+                              input_names=names, output_names=["last_hidden_state"],
+                              dynamic_axes=dyn, opset_version=17, dynamo=False)
         print(f"cpu peers: exported {a.onnx} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
