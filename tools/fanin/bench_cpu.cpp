@@ -21,6 +21,8 @@
 // --cpu-sentences texts (cycled from --sentences) are submitted at once with
 // submit_text and the clock runs until the last result; one unmeasured
 // pass first. Tokenization runs on the submitting thread, as in a service.
+// The measured pass has the per-op counters on: each op's CPU time per batch
+// over all workers shows what sharing the cores' caches and memory costs.
 #include <sched.h>
 #include <sys/resource.h>
 
@@ -315,21 +317,46 @@ json run_cpu_encoder_bench(const BenchOptions& o) {
       return std::make_pair(since(t0), tokens);
     };
     pass();
+    cpu::reset_profile();
+    cpu::set_profiling(true);
     const double c0 = cpu_seconds();
     auto [el, tokens] = pass();
     const double cpu_s = cpu_seconds() - c0;
+    cpu::set_profiling(false);
+    // Per batch over all workers: how the kernels' cost changes as workers
+    // share the caches and memory (one mean_pool per batch).
+    const cpu::ProfSnapshot p = cpu::profile_snapshot();
+    const double batches =
+        static_cast<double>(p.calls[static_cast<int>(cpu::ProfOp::kMeanPool)]);
+    json ops = json::object();
+    double kernel_cpu_ms = 0;
+    for (int i = 0; i < static_cast<int>(cpu::ProfOp::kCount); ++i) {
+      if (p.calls[i] == 0 || batches == 0) continue;
+      const double ms = static_cast<double>(p.cpu_ns[i]) * 1e-6 / batches;
+      kernel_cpu_ms += ms;
+      json op = {{"cpu_ms_per_batch", ms}};
+      if (p.flops[i] > 0)
+        op["gflop_per_cpu_s"] = static_cast<double>(p.flops[i]) / static_cast<double>(p.cpu_ns[i]);
+      ops[cpu::to_string(static_cast<cpu::ProfOp>(i))] = op;
+    }
     const double sps = static_cast<double>(texts.size()) / el;
     if (workers == 1) one = sps;
+    const double gemm_rate =
+        ops.contains("gemm") ? ops["gemm"]["gflop_per_cpu_s"].get<double>() : 0.0;
     std::fprintf(stderr,
-                 "fanin bench cpu-encoder: %2d worker(s) %9.1f sentences/s  (%.2f s, CPU %.0f%%)\n",
-                 workers, sps, el, 100 * cpu_s / el);
+                 "fanin bench cpu-encoder: %2d worker(s) %9.1f sentences/s  (%.2f s, CPU %.0f%%; "
+                 "%.0f batches, %.1f kernel CPU ms each, GEMM %.0f GFLOP per CPU s)\n",
+                 workers, sps, el, 100 * cpu_s / el, batches, kernel_cpu_ms, gemm_rate);
     runs.push_back({{"workers", workers},
                     {"requested", w},
                     {"seconds", el},
                     {"sentences_per_s", sps},
                     {"tokens_per_s", static_cast<double>(tokens) / el},
                     {"process_cpu_s_per_wall_s", cpu_s / el},
-                    {"speedup_vs_1", one > 0 ? sps / one : 0.0}});
+                    {"speedup_vs_1", one > 0 ? sps / one : 0.0},
+                    {"batches", batches},
+                    {"kernel_cpu_ms_per_batch", kernel_cpu_ms},
+                    {"ops", ops}});
     engine.drain();
   }
   json j;
