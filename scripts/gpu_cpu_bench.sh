@@ -76,7 +76,7 @@ for cores in "${cores_list[@]}"; do
   taskset -c "$cores" "$F" embed --model "$M" --format npy --out "$OUT/raw/embed.npy" < "$SENT"
   rc=$?
   t1=$(date +%s.%N)
-  echo "{\"cores\": \"$cores\", \"rc\": $rc, \"seconds\": $(echo "$t1 - $t0" | bc -l)}" \
+  echo "{\"cores\": \"$cores\", \"rc\": $rc, \"seconds\": $(awk "BEGIN {print $t1 - $t0}")}" \
     > "$OUT/raw/embed_${cores/-/_}.json"
   cat "$OUT/raw/embed_${cores/-/_}.json"
 done
@@ -92,7 +92,7 @@ for spec in "${specs[@]}"; do
   t0=$(date +%s.%N)
   taskset -c "$1" "$PY" bench/peers/cpu_minilm.py --model-dir "$M" --sentences bench/data/queue_sentences.txt \
     --count 2000 --threads "$2" --onnx "$ONNX" > "$OUT/raw/peer_$2.json"
-  echo "peer $2 threads: rc $? in $(echo "$(date +%s.%N) - $t0" | bc -l) s (import, load, export, 3 passes)"
+  echo "peer $2 threads: rc $? in $(awk "BEGIN {print $(date +%s.%N) - $t0}") s (import, load, export, passes)"
 done
 
 echo "== merge"
