@@ -210,6 +210,59 @@ TEST(CpuPackedSequences, ForwardPackedMatchesPadded) {
   for (int64_t j = 0; j < c.hidden; ++j) EXPECT_EQ(p[4 * c.hidden + j], 0.0f);
 }
 
+// Attention of sequences of different lengths against a double reference,
+// padded and packed.
+TEST(CpuPackedSequences, AttentionShortAndLongMatchAReference) {
+  Device& d = Device::get("cpu");
+  StreamLease lease = d.stream_pool().acquire();
+  Stream& s = lease.stream();
+  const int64_t B = 3, S = 80, H = 2, D = 8, W = 3 * H * D;
+  const std::vector<int32_t> lens = {80, 20, 64};
+  std::vector<float> qkv = testing::random_values(B * S * W, 11);
+  std::vector<float> packed, got(B * S * H * D), got_packed;
+  std::vector<int32_t> offsets{0};
+  for (int64_t b = 0; b < B; ++b) {
+    packed.insert(packed.end(), qkv.begin() + b * S * W, qkv.begin() + (b * S + lens[b]) * W);
+    offsets.push_back(static_cast<int32_t>(packed.size() / W));
+  }
+  got_packed.resize(packed.size() / 3);
+  {
+    Encoder e = s.command_buffer().begin_encoding();
+    Tensor t = Tensor::from_host(qkv.data(), qkv.size() * 4, {B, S, W}, DType::kF32, s);
+    Tensor l = Tensor::from_host(lens.data(), lens.size() * 4, {B}, DType::kI32, s);
+    ops::attention(t, l, static_cast<int>(H), s).copy_to_host(got.data(), got.size() * 4, s);
+    Tensor tp = Tensor::from_host(packed.data(), packed.size() * 4,
+                                  {static_cast<int64_t>(packed.size() / W), W}, DType::kF32, s);
+    Tensor o = Tensor::from_host(offsets.data(), offsets.size() * 4, {B + 1}, DType::kI32, s);
+    ops::attention_packed(tp, o, S, static_cast<int>(H), s)
+        .copy_to_host(got_packed.data(), got_packed.size() * 4, s);
+  }
+  s.synchronize();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  for (int64_t b = 0; b < B; ++b) {
+    const float* base = qkv.data() + b * S * W;
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < lens[b]; ++i) {
+        std::vector<double> p(lens[b]);
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j < lens[b]; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < D; ++c) dot += base[i * W + h * D + c] * base[j * W + H * D + h * D + c];
+          mx = std::max(mx, p[j] = dot * scale);
+        }
+        for (double& v : p) sum += (v = std::exp(v - mx));
+        for (int64_t c = 0; c < D; ++c) {
+          double ref = 0;
+          for (int64_t j = 0; j < lens[b]; ++j) ref += p[j] / sum * base[j * W + 2 * H * D + h * D + c];
+          ASSERT_NEAR(got[(b * S + i) * H * D + h * D + c], ref, 1e-5) << b << " " << h << " " << i;
+          ASSERT_NEAR(got_packed[(offsets[b] + i) * H * D + h * D + c], ref, 1e-5) << b << " packed";
+        }
+      }
+    for (int64_t i = lens[b]; i < S; ++i)  // padded rows are zero
+      for (int64_t c = 0; c < H * D; ++c) ASSERT_EQ(got[(b * S + i) * H * D + c], 0.0f);
+  }
+}
+
 TEST(CpuPackedSequences, BadOffsetsAreRejectedOrClamped) {
   Device& d = Device::get("cpu");
   StreamLease lease = d.stream_pool().acquire();
