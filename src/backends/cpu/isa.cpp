@@ -85,7 +85,9 @@ BlasKernels select_blas_kernels() {
   if (k.dynamic_arch && k.user_forced) {
     reselect(forced);
     k.reselected = true;
-  } else if (k.dynamic_arch && better != nullptr && isa_of_blas_core(k.detected_core) < want) {
+  } else if (k.dynamic_arch && better != nullptr && isa_of_blas_core(k.detected_core) != want) {
+    // Narrower than the features allow (a misdetection), or wider (an
+    // OPENBLAS_CORETYPE naming kernels this CPU cannot run).
     reselect(better);
     k.reselected = true;
   }

@@ -11,11 +11,12 @@
 //  1. isa() reads the features (AVX-512 F/DQ/BW/VL, AVX2+FMA, AVX) and
 //     checks that the OS saves the wider registers (xgetbv);
 //  2. if OpenBLAS was built for several cores (DYNAMIC_ARCH, as Debian's is)
-//     and the core it chose uses a narrower ISA than the features allow, it
-//     is asked again with OPENBLAS_CORETYPE naming the widest core the
-//     features support (SkylakeX for AVX-512, Haswell for AVX2+FMA,
-//     Sandybridge for AVX): gotoblas_dynamic_quit() + gotoblas_dynamic_init()
-//     re-run its own selection, which reads that variable; the variable is
+//     and the core it chose uses a narrower ISA than the features allow (or
+//     a wider one, which would fault), it is asked again with
+//     OPENBLAS_CORETYPE naming the widest core the features support
+//     (SkylakeX for AVX-512, Haswell for AVX2+FMA, Sandybridge for AVX):
+//     gotoblas_dynamic_quit() + gotoblas_dynamic_init() re-run its own
+//     selection, which reads that variable; the variable is
 //     put back as it was after. An OPENBLAS_CORETYPE in the environment
 //     counts as OpenBLAS's choice: one narrower than the features allow is
 //     raised too (some images set OPENBLAS_CORETYPE=Haswell for every
