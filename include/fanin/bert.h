@@ -50,6 +50,11 @@ class Bert {
   // Embeddings [B, hidden] (f32, L2-normalised) of padded token ids [B, S]
   // (i32, S <= max_position) whose rows have lengths[b] real tokens.
   Tensor forward(const Tensor& ids, const Tensor& lengths, Stream& stream) const;
+  // The same embeddings [B, hidden] of packed token ids [T] (sequence b at
+  // [offsets[b], offsets[b + 1]), i32 [B + 1], each at most max_len tokens):
+  // no work goes to padding. Only where ops::packed_sequences(device()).
+  Tensor forward_packed(const Tensor& ids, const Tensor& offsets, int64_t max_len,
+                        Stream& stream) const;
 
   const BertConfig& config() const noexcept { return config_; }
   DType dtype() const noexcept { return dtype_; }

@@ -244,8 +244,9 @@ class Engine {
   Engine(std::shared_ptr<const Model> model, EngineOptions options = {});
   // A sentence encoder behind the queue: requests are texts (submit_text),
   // results their embeddings (Response::output = dim() floats, shape {dim()},
-  // L2-normalised). A batch's rows are padded to its longest, so the shapes
-  // vary from batch to batch: use_graphs or preferred_batch_sizes throw
+  // L2-normalised). A batch's rows are padded to its longest (packed end to
+  // end instead where the device takes packed sequences, the CPU), so the
+  // shapes vary from batch to batch: use_graphs or preferred_batch_sizes throw
   // InvalidArgument here. Set max_tokens_per_batch to bound a batch's tokens.
   Engine(std::shared_ptr<const SentenceEncoder> encoder, EngineOptions options = {});
   // One replica per device, each loaded there (load_replicas): the queue is

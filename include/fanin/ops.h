@@ -71,5 +71,22 @@ Tensor attention(const Tensor& qkv, const Tensor& lengths, int heads, Stream& st
 // L2-normalised when `l2_normalize`.
 Tensor mean_pool(const Tensor& x, const Tensor& lengths, bool l2_normalize, Stream& stream);
 
+// Packed sequences: a batch's tokens end to end, sequence b at rows
+// [offsets[b], offsets[b + 1]) (offsets: i32 [B + 1], offsets[0] = 0,
+// non-decreasing, each length <= max_len), so no work goes to padding.
+// True where `device`'s backend takes them; the *_packed ops raise
+// Unavailable elsewhere.
+bool packed_sequences(const Device& device);
+// embedding() of packed ids [T]: output [T, hidden]; positions restart at 0
+// in each sequence.
+Tensor embedding_packed(const Tensor& ids, const Tensor& offsets, int64_t max_len,
+                        const Tensor& word, const Tensor& pos, const Tensor& type, Stream& stream);
+// attention() of packed qkv [T, 3 * heads * head_dim]: output [T, heads * head_dim].
+Tensor attention_packed(const Tensor& qkv, const Tensor& offsets, int64_t max_len, int heads,
+                        Stream& stream);
+// mean_pool() of packed x [T, H]: output f32 [B, H].
+Tensor mean_pool_packed(const Tensor& x, const Tensor& offsets, int64_t max_len,
+                        bool l2_normalize, Stream& stream);
+
 }  // namespace ops
 }  // namespace fanin

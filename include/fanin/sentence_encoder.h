@@ -46,6 +46,13 @@ class SentenceEncoder {
   std::vector<std::vector<float>> embed_tokens(const std::vector<std::vector<int32_t>>& rows,
                                                Stream& stream, int batch_size = 64) const;
 
+  // Encodes one batch of token rows (each [CLS] ... [SEP], valid ids) on
+  // `stream`: packed end to end where the device takes packed sequences
+  // (no work on padding), else padded to the longest. Returns the f32
+  // embeddings [rows, dim()] on the device, ready once the stream reaches
+  // them. The rows are read during the call only.
+  Tensor encode_batch(const std::vector<const std::vector<int32_t>*>& rows, Stream& stream) const;
+
   int64_t dim() const noexcept;
   int max_length() const noexcept { return max_length_; }
   const Bert& model() const noexcept { return *bert_; }

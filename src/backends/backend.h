@@ -103,6 +103,14 @@ enum class Unary { kRelu, kGelu };
 
 // Sequence-model arguments. A batch is padded to [batch, seq]; lengths[b]
 // (device i32) says how many leading tokens of row b are real.
+//
+// Note [Packed sequences]
+// Where a backend's packed_sequences() is true, `offsets` may be given
+// instead: the batch's tokens lie end to end, sequence b at rows
+// [offsets[b], offsets[b + 1]) of a [total, ...] buffer (offsets: device
+// i32, batch + 1 values, offsets[0] = 0, non-decreasing), `seq` is the
+// longest sequence, and no work is spent on padding: every GEMM of the model
+// runs on `total` rows instead of batch * seq.
 struct EmbeddingArgs {  // out[b,s,:] = word[ids[b,s]] + pos[s] + type[types[b,s] or 0]
   const int32_t* ids = nullptr;    // [batch, seq]; clamped into [0, vocab)
   const int32_t* types = nullptr;  // [batch, seq] or null (all type 0); clamped
@@ -110,6 +118,8 @@ struct EmbeddingArgs {  // out[b,s,:] = word[ids[b,s]] + pos[s] + type[types[b,s
   const void* pos = nullptr;       // [max_pos >= seq, hidden]
   const void* type = nullptr;      // [type_vocab, hidden]
   void* out = nullptr;             // [batch, seq, hidden]
+  const int32_t* offsets = nullptr;  // packed: ids/types [total], out [total, hidden]
+  int64_t total = 0;                 // packed: rows; offsets are clamped into [0, total]
   int64_t batch = 0, seq = 0, hidden = 0, vocab = 0, type_vocab = 0;
   DType dtype = DType::kF32;
 };
@@ -118,6 +128,8 @@ struct AttentionArgs {  // per (b, head): softmax(q k^T * scale over keys < len)
   const void* qkv = nullptr;         // [batch, seq, 3, heads, head_dim]
   const int32_t* lengths = nullptr;  // [batch]; clamped into [0, seq]
   void* out = nullptr;               // [batch, seq, heads, head_dim]; padded rows 0
+  const int32_t* offsets = nullptr;  // packed: qkv [total, 3, heads, head_dim], out [total, ...]
+  int64_t total = 0;
   int64_t batch = 0, seq = 0, heads = 0, head_dim = 0;
   float scale = 1.0f;
   DType dtype = DType::kF32;
@@ -127,6 +139,8 @@ struct MeanPoolArgs {  // out[b,:] = mean over s < len of x[b,s,:], optionally L
   const void* x = nullptr;           // [batch, seq, hidden]
   const int32_t* lengths = nullptr;  // [batch]
   float* out = nullptr;              // [batch, hidden], always f32
+  const int32_t* offsets = nullptr;  // packed: x [total, hidden]; lengths unused
+  int64_t total = 0;
   int64_t batch = 0, seq = 0, hidden = 0;
   bool l2_normalize = true;
   DType dtype = DType::kF32;
@@ -182,6 +196,9 @@ class Backend {
                     int64_t n) = 0;
 
   // Sequence-model kernels. A backend without them reports Unavailable.
+  // True when embedding, attention and mean_pool take packed sequences
+  // (Note [Packed sequences]).
+  virtual bool packed_sequences() const noexcept { return false; }
   virtual void embedding(StreamImpl& stream, const EmbeddingArgs& args);
   virtual void attention(StreamImpl& stream, const AttentionArgs& args);
   virtual void mean_pool(StreamImpl& stream, const MeanPoolArgs& args);

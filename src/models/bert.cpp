@@ -224,4 +224,30 @@ Tensor Bert::forward(const Tensor& ids, const Tensor& lengths, Stream& stream) c
   return ops::mean_pool(h, lengths, /*l2_normalize=*/true, stream);
 }
 
+Tensor Bert::forward_packed(const Tensor& ids, const Tensor& offsets, int64_t max_len,
+                            Stream& stream) const {
+  FANIN_CHECK(ids.defined() && offsets.defined(), kInvalidArgument,
+              "[Bert::forward_packed] ids and offsets must be defined");
+  FANIN_CHECK(ids.ndim() == 1, kInvalidArgument, "[Bert::forward_packed] ids must be [total], got ",
+              to_string(ids.shape()));
+  FANIN_CHECK(max_len >= 1 && max_len <= config_.max_position, kInvalidArgument,
+              "[Bert::forward_packed] sequence of ", max_len, " tokens outside 1..max_position ",
+              config_.max_position);
+  const float eps = config_.layer_norm_eps;
+  Encoder enc = stream.command_buffer().begin_encoding();
+  Tensor h = ops::embedding_packed(ids, offsets, max_len, w_.word, w_.pos, w_.type, stream);
+  h = ops::layernorm(h, w_.emb_ln_g, w_.emb_ln_b, eps, stream);
+  const int heads = static_cast<int>(config_.heads);
+  for (const Layer& L : w_.layers) {
+    Tensor qkv = ops::linear(h, L.qkv_w, L.qkv_b, Activation::kNone, stream);
+    Tensor a = ops::attention_packed(qkv, offsets, max_len, heads, stream);
+    Tensor o = ops::linear(a, L.out_w, L.out_b, Activation::kNone, stream);
+    h = ops::layernorm(ops::add(o, h, stream), L.ln1_g, L.ln1_b, eps, stream);
+    Tensor f = ops::linear(h, L.ffn_in_w, L.ffn_in_b, Activation::kGelu, stream);
+    Tensor f2 = ops::linear(f, L.ffn_out_w, L.ffn_out_b, Activation::kNone, stream);
+    h = ops::layernorm(ops::add(f2, h, stream), L.ln2_g, L.ln2_b, eps, stream);
+  }
+  return ops::mean_pool_packed(h, offsets, max_len, /*l2_normalize=*/true, stream);
+}
+
 }  // namespace fanin

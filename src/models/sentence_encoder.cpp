@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "fanin/device.h"
+#include "fanin/ops.h"
 #include "fanin/stream.h"
 #include "text/wordpiece.h"
 
@@ -58,6 +59,42 @@ std::shared_ptr<SentenceEncoder> SentenceEncoder::random(const BertConfig& confi
   return std::make_shared<SentenceEncoder>(std::move(bert), std::move(wp), max_length);
 }
 
+Tensor SentenceEncoder::encode_batch(const std::vector<const std::vector<int32_t>*>& rows,
+                                     Stream& stream) const {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  FANIN_CHECK(n >= 1, kInvalidArgument, "[SentenceEncoder::encode_batch] no rows");
+  int64_t seq = 1, total = 0;
+  for (const std::vector<int32_t>* t : rows) {
+    seq = std::max(seq, static_cast<int64_t>(t->size()));
+    total += static_cast<int64_t>(t->size());
+  }
+  Encoder enc = stream.command_buffer().begin_encoding();
+  if (ops::packed_sequences(bert_->device())) {
+    std::vector<int32_t> ids, offsets;
+    ids.reserve(static_cast<size_t>(total));
+    offsets.reserve(static_cast<size_t>(n + 1));
+    offsets.push_back(0);
+    for (const std::vector<int32_t>* t : rows) {
+      ids.insert(ids.end(), t->begin(), t->end());
+      offsets.push_back(static_cast<int32_t>(ids.size()));
+    }
+    Tensor t_ids = Tensor::from_host(ids.data(), ids.size() * 4, {total}, DType::kI32, stream);
+    Tensor t_off = Tensor::from_host(offsets.data(), offsets.size() * 4, {n + 1}, DType::kI32,
+                                     stream);
+    return bert_->forward_packed(t_ids, t_off, seq, stream);
+  }
+  std::vector<int32_t> ids(static_cast<size_t>(n * seq), tokenizer_->pad_id());
+  std::vector<int32_t> lengths(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const std::vector<int32_t>& t = *rows[static_cast<size_t>(i)];
+    std::copy(t.begin(), t.end(), ids.begin() + i * seq);
+    lengths[static_cast<size_t>(i)] = static_cast<int32_t>(t.size());
+  }
+  Tensor t_ids = Tensor::from_host(ids.data(), ids.size() * 4, {n, seq}, DType::kI32, stream);
+  Tensor t_len = Tensor::from_host(lengths.data(), lengths.size() * 4, {n}, DType::kI32, stream);
+  return bert_->forward(t_ids, t_len, stream);
+}
+
 int64_t SentenceEncoder::dim() const noexcept { return bert_->config().hidden; }
 
 std::vector<int32_t> SentenceEncoder::tokenize(std::string_view text) const {
@@ -98,25 +135,15 @@ std::vector<std::vector<float>> SentenceEncoder::embed_tokens(
                    [&](size_t a, size_t b) { return rows[a].size() < rows[b].size(); });
   std::vector<std::vector<float>> out(rows.size());
   std::vector<float> host;
+  std::vector<const std::vector<int32_t>*> batch;
   for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
     const size_t n = std::min(order.size() - start, static_cast<size_t>(batch_size));
-    size_t seq = 0;
-    for (size_t k = 0; k < n; ++k) seq = std::max(seq, rows[order[start + k]].size());
-    std::vector<int32_t> ids(n * seq, tokenizer_->pad_id()), lengths(n);
-    for (size_t k = 0; k < n; ++k) {
-      const auto& r = rows[order[start + k]];
-      std::copy(r.begin(), r.end(), ids.begin() + static_cast<std::ptrdiff_t>(k * seq));
-      lengths[k] = static_cast<int32_t>(r.size());
-    }
+    batch.clear();
+    for (size_t k = 0; k < n; ++k) batch.push_back(&rows[order[start + k]]);
     host.resize(n * static_cast<size_t>(H));
     {
       Encoder enc = stream.command_buffer().begin_encoding();
-      Tensor t_ids = Tensor::from_host(ids.data(), ids.size() * 4,
-                                       {static_cast<int64_t>(n), static_cast<int64_t>(seq)},
-                                       DType::kI32, stream);
-      Tensor t_len = Tensor::from_host(lengths.data(), lengths.size() * 4,
-                                       {static_cast<int64_t>(n)}, DType::kI32, stream);
-      Tensor e = bert_->forward(t_ids, t_len, stream);
+      Tensor e = encode_batch(batch, stream);
       e.copy_to_host(host.data(), host.size() * 4, stream);
     }
     stream.synchronize();

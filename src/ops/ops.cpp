@@ -329,5 +329,119 @@ Tensor mean_pool(const Tensor& x, const Tensor& lengths, bool l2_normalize, Stre
   return out;
 }
 
+namespace {
+
+void check_packed(const char* op, const Tensor& offsets, int64_t max_len, Stream& stream) {
+  FANIN_CHECK(be(stream).packed_sequences(), kUnavailable, "[", op, "] the ",
+              stream.device().name(), " backend does not take packed sequences");
+  check_input(op, "offsets", offsets, stream);
+  check_dtype(op, "offsets", offsets, DType::kI32);
+  FANIN_CHECK(offsets.ndim() == 1 && offsets.dim(0) >= 1, kInvalidArgument, "[", op,
+              "] offsets must be [batch + 1], got ", to_string(offsets.shape()));
+  FANIN_CHECK(max_len >= 1, kInvalidArgument, "[", op, "] max_len must be >= 1, got ", max_len);
+}
+
+}  // namespace
+
+bool packed_sequences(const Device& device) {
+  return device.backend().packed_sequences();
+}
+
+Tensor embedding_packed(const Tensor& ids, const Tensor& offsets, int64_t max_len,
+                        const Tensor& word, const Tensor& pos, const Tensor& type,
+                        Stream& stream) {
+  check_packed("embedding_packed", offsets, max_len, stream);
+  check_input("embedding_packed", "ids", ids, stream);
+  check_input("embedding_packed", "word", word, stream);
+  check_input("embedding_packed", "pos", pos, stream);
+  check_input("embedding_packed", "type", type, stream);
+  check_dtype("embedding_packed", "ids", ids, DType::kI32);
+  check_float("embedding_packed", word);
+  check_dtype("embedding_packed", "pos", pos, word.dtype());
+  check_dtype("embedding_packed", "type", type, word.dtype());
+  FANIN_CHECK(ids.ndim() == 1, kInvalidArgument, "[embedding_packed] ids must be [total], got ",
+              to_string(ids.shape()));
+  FANIN_CHECK(word.ndim() == 2 && pos.ndim() == 2 && type.ndim() == 2 &&
+                  pos.dim(1) == word.dim(1) && type.dim(1) == word.dim(1) && word.dim(0) > 0 &&
+                  type.dim(0) > 0,
+              kInvalidArgument, "[embedding_packed] tables must be 2-D of one width, got word ",
+              to_string(word.shape()), ", pos ", to_string(pos.shape()), ", type ",
+              to_string(type.shape()));
+  FANIN_CHECK(max_len <= pos.dim(0), kInvalidArgument, "[embedding_packed] sequence length ",
+              max_len, " exceeds the ", pos.dim(0), " positions of the model");
+  Tensor out = Tensor::empty({ids.dim(0), word.dim(1)}, word.dtype(), stream);
+  if (out.numel() == 0) return out;
+  backend::EmbeddingArgs a;
+  a.ids = ids.data_as<int32_t>();
+  a.word = word.data();
+  a.pos = pos.data();
+  a.type = type.data();
+  a.out = out.data();
+  a.offsets = offsets.data_as<int32_t>();
+  a.total = ids.dim(0);
+  a.batch = offsets.dim(0) - 1;
+  a.seq = max_len;
+  a.hidden = word.dim(1);
+  a.vocab = word.dim(0);
+  a.type_vocab = type.dim(0);
+  a.dtype = word.dtype();
+  Encoder enc = stream.command_buffer().begin_encoding();
+  be(stream).embedding(stream.impl(), a);
+  return out;
+}
+
+Tensor attention_packed(const Tensor& qkv, const Tensor& offsets, int64_t max_len, int heads,
+                        Stream& stream) {
+  check_packed("attention_packed", offsets, max_len, stream);
+  check_input("attention_packed", "qkv", qkv, stream);
+  check_float("attention_packed", qkv);
+  FANIN_CHECK(qkv.ndim() == 2, kInvalidArgument,
+              "[attention_packed] qkv must be [total, 3*hidden], got ", to_string(qkv.shape()));
+  FANIN_CHECK(heads > 0, kInvalidArgument, "[attention_packed] heads must be > 0, got ", heads);
+  FANIN_CHECK(qkv.dim(1) % (3 * heads) == 0, kInvalidArgument, "[attention_packed] qkv width ",
+              qkv.dim(1), " is not 3 * heads (", heads, ") * head_dim");
+  const int64_t head_dim = qkv.dim(1) / (3 * heads);
+  Tensor out = Tensor::empty({qkv.dim(0), heads * head_dim}, qkv.dtype(), stream);
+  if (out.numel() == 0) return out;
+  backend::AttentionArgs a;
+  a.qkv = qkv.data();
+  a.out = out.data();
+  a.offsets = offsets.data_as<int32_t>();
+  a.total = qkv.dim(0);
+  a.batch = offsets.dim(0) - 1;
+  a.seq = max_len;
+  a.heads = heads;
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  a.dtype = qkv.dtype();
+  Encoder enc = stream.command_buffer().begin_encoding();
+  be(stream).attention(stream.impl(), a);
+  return out;
+}
+
+Tensor mean_pool_packed(const Tensor& x, const Tensor& offsets, int64_t max_len,
+                        bool l2_normalize, Stream& stream) {
+  check_packed("mean_pool_packed", offsets, max_len, stream);
+  check_input("mean_pool_packed", "x", x, stream);
+  check_float("mean_pool_packed", x);
+  FANIN_CHECK(x.ndim() == 2, kInvalidArgument, "[mean_pool_packed] x must be [total, hidden], got ",
+              to_string(x.shape()));
+  Tensor out = Tensor::empty({offsets.dim(0) - 1, x.dim(1)}, DType::kF32, stream);
+  if (out.numel() == 0) return out;
+  backend::MeanPoolArgs a;
+  a.x = x.data();
+  a.out = out.data_as<float>();
+  a.offsets = offsets.data_as<int32_t>();
+  a.total = x.dim(0);
+  a.batch = offsets.dim(0) - 1;
+  a.seq = max_len;
+  a.hidden = x.dim(1);
+  a.l2_normalize = l2_normalize;
+  a.dtype = x.dtype();
+  Encoder enc = stream.command_buffer().begin_encoding();
+  be(stream).mean_pool(stream.impl(), a);
+  return out;
+}
+
 }  // namespace ops
 }  // namespace fanin

@@ -92,20 +92,10 @@ bool BatchLauncher::run_model(const Model& model,
 void BatchLauncher::run_text(const SentenceEncoder& encoder,
                              const std::vector<const std::vector<int32_t>*>& rows, Stream& s) {
   const int64_t n = static_cast<int64_t>(rows.size());
-  int64_t seq = 1;
-  for (const std::vector<int32_t>* t : rows) seq = std::max(seq, static_cast<int64_t>(t->size()));
-  ids_.assign(static_cast<size_t>(n * seq), encoder.tokenizer().pad_id());
-  lengths_.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const std::vector<int32_t>& t = *rows[static_cast<size_t>(i)];
-    std::copy(t.begin(), t.end(), ids_.begin() + i * seq);
-    lengths_[static_cast<size_t>(i)] = static_cast<int32_t>(t.size());
-  }
   out_bytes_.resize(static_cast<size_t>(n * encoder.dim()) * 4);
   Encoder enc = s.command_buffer().begin_encoding();
-  Tensor ids = Tensor::from_host(ids_.data(), ids_.size() * 4, {n, seq}, DType::kI32, s);
-  Tensor lengths = Tensor::from_host(lengths_.data(), lengths_.size() * 4, {n}, DType::kI32, s);
-  Tensor y = encoder.model().forward(ids, lengths, s);
+  // Packed where the device takes it, so short sentences cost no padding.
+  Tensor y = encoder.encode_batch(rows, s);
   FANIN_CHECK(y.nbytes() == out_bytes_.size() && y.dtype() == DType::kF32, kInvalidArgument,
               "[Engine] the sentence encoder returned ", y.nbytes(), " bytes (",
               to_string(y.dtype()), ") for a batch of ", n, ", expected ", out_bytes_.size(),

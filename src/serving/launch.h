@@ -30,8 +30,9 @@ class BatchLauncher {
   // True when this call captured a graph (its time is no routing sample).
   bool run_model(const Model& model, const std::vector<const float*>& rows,
                  int padded, bool use_graphs, Stream& stream);
-  // A text batch: token rows ([CLS] ... [SEP]) padded to the longest with
-  // the tokenizer's pad id. Output: rows x dim() f32 in out_bytes().
+  // A text batch: token rows ([CLS] ... [SEP]) through
+  // SentenceEncoder::encode_batch (packed, or padded to the longest with the
+  // tokenizer's pad id). Output: rows x dim() f32 in out_bytes().
   void run_text(const SentenceEncoder& encoder,
                 const std::vector<const std::vector<int32_t>*>& rows, Stream& stream);
 
@@ -45,7 +46,6 @@ class BatchLauncher {
   };
 
   std::vector<uint8_t> in_bytes_, out_bytes_;
-  std::vector<int32_t> ids_, lengths_;  // text batches
   std::map<int, GraphEntry> graphs_;    // padded batch size -> captured forward
 };
 

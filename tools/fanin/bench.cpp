@@ -53,8 +53,20 @@ DType validate(const BenchOptions& o) {
   if (o.model != "mlp" && o.model != "minilm")
     throw UsageError("--model: unknown model '" + o.model + "'; available: mlp, minilm");
   check_backend_name(o.backend);
-  if (o.mode != "direct" && o.mode != "queue")
-    throw UsageError("--mode: unknown mode '" + o.mode + "'; available: direct, queue");
+  if (o.mode != "direct" && o.mode != "queue" && o.mode != "cpu-profile" &&
+      o.mode != "cpu-encoder")
+    throw UsageError("--mode: unknown mode '" + o.mode +
+                     "'; available: direct, queue, cpu-profile, cpu-encoder");
+  const bool cpu_mode = o.mode == "cpu-profile" || o.mode == "cpu-encoder";
+  if (cpu_mode) {
+    if (o.model != "minilm") throw UsageError("--mode " + o.mode + " needs --model minilm");
+    if (o.model_dir.empty())
+      throw UsageError("--mode " + o.mode + " needs --model-dir (the texts need the vocabulary)");
+    if (o.cpu_batch < 1 || o.cpu_batch > 4096) throw UsageError("--cpu-batch must be in 1..4096");
+    if (o.cpu_sentences < 1) throw UsageError("--cpu-sentences must be >= 1");
+    if (o.max_batch < 1) throw UsageError("--max-batch must be >= 1");
+    if (o.max_delay_us < 0) throw UsageError("--max-delay-us must be >= 0");
+  }
   if (!o.devices.empty() && o.mode != "queue")
     throw UsageError("--devices: only with --mode queue (direct mode runs on --backend)");
   if (o.mode == "queue") {
@@ -98,7 +110,7 @@ DType validate(const BenchOptions& o) {
   }
   if (o.threads.empty()) throw UsageError("--threads: give at least one thread count, e.g. 1,2,4");
   for (int t : o.threads)
-    if (t < 1 || t > 4096)
+    if ((t < 1 && !(o.mode == "cpu-encoder" && t == 0)) || t > 4096)
       throw UsageError("--threads: every thread count must be in 1..4096, got " +
                        std::to_string(t));
   check_finite(o.seconds, false, "--seconds");
@@ -177,7 +189,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--seconds", o.seconds, "Measured seconds per thread count (default 3)");
   cmd->add_option("--warmup-seconds", o.warmup_seconds,
                   "Unmeasured warm-up seconds before each (default 0.5)");
-  cmd->add_option("--mode", o.mode, "direct: each thread runs requests on its own stream");
+  cmd->add_option("--mode", o.mode,
+                  "direct: each thread runs requests on its own stream; queue: through an "
+                  "Engine; cpu-profile: per-op time of one minilm batch on the CPU; "
+                  "cpu-encoder: minilm sentences/s over CPU workers");
   cmd->add_option("--dtype", o.dtype, "f32, f16 or bf16 (default f32)");
   cmd->add_option("--batch", o.batch, "Rows per request (default 1)");
   cmd->add_option("--dims", o.dims, "MLP layer sizes, comma-separated (default 512,1024,1024,512)")
@@ -205,6 +220,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--sentences", o.sentences,
                   "minilm queue mode: the texts producers send, one per line (default "
                   "bench/data/queue_sentences.txt)");
+  cmd->add_option("--cpu-batch", o.cpu_batch,
+                  "cpu-profile: sentences in the profiled batch (default 32)");
+  cmd->add_option("--cpu-sentences", o.cpu_sentences,
+                  "cpu-encoder: sentences per pass, cycled from --sentences (default 2000); "
+                  "--threads lists worker counts, 0 = every core of the affinity");
   cmd->add_option("--model-dir", o.model_dir,
                   "minilm: a sentence-transformers folder (batch mode: random weights "
                   "when absent; queue mode: required, texts need its vocabulary)");
@@ -216,7 +236,9 @@ int run_bench(const BenchOptions& o) {
   const std::string started = utc_now_iso8601();
   if (o.model == "minilm" || o.mode == "queue") {
     json j;
-    if (o.model == "minilm" && o.mode == "queue") j = run_minilm_queue_bench(o);
+    if (o.mode == "cpu-profile") j = run_cpu_profile_bench(o);
+    else if (o.mode == "cpu-encoder") j = run_cpu_encoder_bench(o);
+    else if (o.model == "minilm" && o.mode == "queue") j = run_minilm_queue_bench(o);
     else if (o.model == "minilm") j = run_minilm_bench(o);
     else j = run_queue_bench(o);
     j["tool"] = "fanin bench";
@@ -225,7 +247,7 @@ int run_bench(const BenchOptions& o) {
     j["date"] = started;
     j["host"] = {{"hostname", host_name()}, {"cpu_cores", std::thread::hardware_concurrency()}};
     j["backend"] = o.devices.empty() ? o.backend : o.devices;
-    j["mode"] = o.model == "minilm" && o.mode != "queue" ? "batch" : o.mode;
+    j["mode"] = o.model == "minilm" && o.mode == "direct" ? "batch" : o.mode;
     j["seconds"] = o.seconds;
     const std::string text = j.dump(2);
     std::cout << text << std::endl;

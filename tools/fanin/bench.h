@@ -44,6 +44,9 @@ struct BenchOptions {
   std::vector<int> seqs{16, 128};
   std::string model_dir;    // a sentence-transformers folder; empty: random weights
   std::string sentences = "bench/data/queue_sentences.txt";  // minilm queue mode
+  // --mode cpu-profile / cpu-encoder (bench_cpu.cpp)
+  int cpu_batch = 32;        // sentences in the profiled batch
+  int cpu_sentences = 2000;  // sentences per pass of the encoder mode
 };
 
 // Registers the `bench` subcommand on `app`, parsing into `options`.

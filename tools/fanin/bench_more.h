@@ -18,5 +18,10 @@ nlohmann::json run_minilm_bench(const BenchOptions& options);
 // --model minilm --mode queue: single sentences from N producers through an
 // Engine serving the sentence encoder (bench_minilm_queue.cpp).
 nlohmann::json run_minilm_queue_bench(const BenchOptions& options);
+// --mode cpu-profile: per-op time of one batch on the CPU backend;
+// --mode cpu-encoder: sentences/s of the text Engine over CPU workers
+// (bench_cpu.cpp).
+nlohmann::json run_cpu_profile_bench(const BenchOptions& options);
+nlohmann::json run_cpu_encoder_bench(const BenchOptions& options);
 
 }  // namespace fanin::cli

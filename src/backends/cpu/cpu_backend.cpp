@@ -16,7 +16,9 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_stream.h"
+#include "backends/cpu/isa.h"
 #include "backends/cpu/kernels.h"
+#include "backends/cpu/profile.h"
 #include "core/check.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
@@ -95,6 +97,7 @@ CpuStream& cs(StreamImpl& s) { return static_cast<CpuStream&>(s); }
 class CpuBackend final : public Backend {
  public:
   CpuBackend() {
+    blas_kernels();  // Note [CPU kernel selection]: before the first BLAS call
     // One BLAS thread per call: parallelism comes from streams (one worker
     // thread each), not from inside a GEMM.
     openblas_set_num_threads(1);
@@ -108,7 +111,7 @@ class CpuBackend final : public Backend {
   std::string unavailable_reason() const override { return ""; }
   std::string describe(int) const override {
     return cpu_model_name() + " (" + std::to_string(std::thread::hardware_concurrency()) +
-           " threads)";
+           " threads; " + kernels_summary() + ")";
   }
 
   std::unique_ptr<StreamImpl> create_stream(int) override { return std::make_unique<CpuStream>(); }
@@ -127,13 +130,22 @@ class CpuBackend final : public Backend {
     // Stage: the caller may reuse `src` once we return.
     auto staged = std::shared_ptr<char[]>(new char[bytes]);
     std::memcpy(staged.get(), src, bytes);
-    cs(s).encode([dst, staged, bytes] { std::memcpy(dst, staged.get(), bytes); });
+    cs(s).encode([dst, staged, bytes] {
+      ProfScope prof(ProfOp::kCopy);
+      std::memcpy(dst, staged.get(), bytes);
+    });
   }
   void copy_to_host(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
-    cs(s).encode([dst, src, bytes] { std::memcpy(dst, src, bytes); });
+    cs(s).encode([dst, src, bytes] {
+      ProfScope prof(ProfOp::kCopy);
+      std::memcpy(dst, src, bytes);
+    });
   }
   void copy(StreamImpl& s, void* dst, const void* src, size_t bytes) override {
-    cs(s).encode([dst, src, bytes] { std::memmove(dst, src, bytes); });
+    cs(s).encode([dst, src, bytes] {
+      ProfScope prof(ProfOp::kCopy);
+      std::memmove(dst, src, bytes);
+    });
   }
   void linear(StreamImpl& s, const LinearArgs& a) override {
     cs(s).encode([a] { cpu::linear(a); });
@@ -156,6 +168,7 @@ class CpuBackend final : public Backend {
   void cast(StreamImpl& s, const void* x, DType from, void* out, DType to, int64_t n) override {
     cs(s).encode([=] { cpu::cast(x, from, out, to, n); });
   }
+  bool packed_sequences() const noexcept override { return true; }
   void embedding(StreamImpl& s, const EmbeddingArgs& a) override {
     cs(s).encode([a] { cpu::embedding(a); });
   }

@@ -1,7 +1,11 @@
 #include "backends/cpu/cpu_stream.h"
 
+#include <chrono>
+
 #include <algorithm>
 #include <utility>
+
+#include "backends/cpu/profile.h"
 
 namespace fanin::backend::cpu {
 
@@ -79,7 +83,13 @@ void CpuStream::run() {
       std::unique_lock<std::mutex> lock(mu_);
       while (queue_.empty() && !stop_) {
         worker_idle_ = true;
+        const bool prof = profiling();
+        const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         work_cv_.wait(lock);
+        if (prof)
+          detail::prof_sleep(static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+                  .count()));
         worker_idle_ = false;
       }
       if (queue_.empty() && stop_) return;

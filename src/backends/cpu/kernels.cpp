@@ -1,5 +1,8 @@
 #include "backends/cpu/kernels.h"
 
+#include "backends/cpu/profile.h"
+#include "backends/cpu/vec_kernels.h"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -54,8 +57,6 @@ class F32Out {
   float* ptr_;
 };
 
-inline float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
-
 }  // namespace
 
 void linear(const LinearArgs& a) {
@@ -64,86 +65,65 @@ void linear(const LinearArgs& a) {
   F32In b(a.bias, a.n, a.dtype);
   F32Out out(a.out, a.m * a.n, a.dtype);
   float* y = out.get();
-  if (a.k == 0) {
-    std::fill(y, y + a.m * a.n, 0.0f);
-  } else if (a.m == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(a.n), static_cast<int>(a.k), 1.0f,
-                w.get(), static_cast<int>(a.k), x.get(), 1, 0.0f, y, 1);
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.m),
-                static_cast<int>(a.n), static_cast<int>(a.k), 1.0f, x.get(),
-                static_cast<int>(a.k), w.get(), static_cast<int>(a.k), 0.0f, y,
-                static_cast<int>(a.n));
-  }
-  const float* bias = b.get();
-  for (int64_t i = 0; i < a.m; ++i) {
-    float* row = y + i * a.n;
-    if (bias != nullptr)
-      for (int64_t j = 0; j < a.n; ++j) row[j] += bias[j];
-    if (a.act == Activation::kRelu) {
-      for (int64_t j = 0; j < a.n; ++j) row[j] = std::max(row[j], 0.0f);
-    } else if (a.act == Activation::kGelu) {
-      for (int64_t j = 0; j < a.n; ++j) row[j] = gelu_erf(row[j]);
+  {
+    ProfScope prof(ProfOp::kGemm, static_cast<uint64_t>(2 * a.m * a.n * a.k));
+    if (a.k == 0) {
+      std::fill(y, y + a.m * a.n, 0.0f);
+    } else if (a.m == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(a.n), static_cast<int>(a.k), 1.0f,
+                  w.get(), static_cast<int>(a.k), x.get(), 1, 0.0f, y, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.m),
+                  static_cast<int>(a.n), static_cast<int>(a.k), 1.0f, x.get(),
+                  static_cast<int>(a.k), w.get(), static_cast<int>(a.k), 0.0f, y,
+                  static_cast<int>(a.n));
     }
+  }
+  const int act = a.act == Activation::kRelu ? 1 : a.act == Activation::kGelu ? 2 : 0;
+  if (b.get() != nullptr || act != 0) {
+    ProfScope prof(act == 2 ? ProfOp::kGelu : ProfOp::kBias);
+    vec::bias_act(y, b.get(), a.m, a.n, act);
   }
   out.finish();
 }
 
 void layernorm(const LayerNormArgs& a) {
+  ProfScope prof(ProfOp::kLayerNorm);
   F32In x(a.x, a.rows * a.cols, a.dtype);
   F32In g(a.gamma, a.cols, a.dtype);
   F32In b(a.beta, a.cols, a.dtype);
   F32Out out(a.out, a.rows * a.cols, a.dtype);
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const float* in = x.get() + r * a.cols;
-    float* o = out.get() + r * a.cols;
-    double mean = 0.0;
-    for (int64_t c = 0; c < a.cols; ++c) mean += in[c];
-    mean /= static_cast<double>(a.cols);
-    double var = 0.0;
-    for (int64_t c = 0; c < a.cols; ++c) var += (in[c] - mean) * (in[c] - mean);
-    var /= static_cast<double>(a.cols);
-    const float inv = static_cast<float>(1.0 / std::sqrt(var + a.eps));
-    for (int64_t c = 0; c < a.cols; ++c)
-      o[c] = (in[c] - static_cast<float>(mean)) * inv * g.get()[c] + b.get()[c];
-  }
+  vec::layernorm(x.get(), nullptr, g.get(), b.get(), out.get(), a.rows, a.cols, a.eps);
   out.finish();
 }
 
 void add(const void* a, const void* b, void* out, int64_t n, int64_t nb, DType dtype) {
+  ProfScope prof(ProfOp::kAdd);
   F32In x(a, n, dtype);
   F32In y(b, nb, dtype);
   F32Out o(out, n, dtype);
-  for (int64_t i = 0; i < n; ++i) o.get()[i] = x.get()[i] + y.get()[i % nb];
+  vec::add(x.get(), y.get(), o.get(), n, nb);
   o.finish();
 }
 
 void unary(Unary kind, const void* x, void* out, int64_t n, DType dtype) {
+  ProfScope prof(kind == Unary::kGelu ? ProfOp::kGelu : ProfOp::kBias);
   F32In in(x, n, dtype);
   F32Out o(out, n, dtype);
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = in.get()[i];
-    o.get()[i] = kind == Unary::kRelu ? std::max(v, 0.0f) : gelu_erf(v);
+  if (kind == Unary::kGelu) {
+    vec::gelu(in.get(), o.get(), n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) o.get()[i] = std::max(in.get()[i], 0.0f);
   }
   o.finish();
 }
 
 void softmax(const void* x, void* out, int64_t rows, int64_t cols, DType dtype) {
+  ProfScope prof(ProfOp::kOther);
   F32In in(x, rows * cols, dtype);
   F32Out o(out, rows * cols, dtype);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = in.get() + r * cols;
-    float* dst = o.get() + r * cols;
-    float mx = -INFINITY;
-    for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, row[c]);
-    double sum = 0.0;
-    for (int64_t c = 0; c < cols; ++c) {
-      dst[c] = std::exp(row[c] - mx);
-      sum += dst[c];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t c = 0; c < cols; ++c) dst[c] *= inv;
-  }
+  if (o.get() != in.get()) std::copy(in.get(), in.get() + rows * cols, o.get());
+  for (int64_t r = 0; r < rows; ++r) vec::softmax(o.get() + r * cols, cols);
   o.finish();
 }
 
