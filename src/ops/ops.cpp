@@ -222,29 +222,42 @@ Tensor contiguous(const Tensor& x, Stream& stream) {
   return out;
 }
 
+namespace {
+
+// The checks embedding and embedding_packed share: int32 ids, and word,
+// position and type tables of one float dtype and width, with room for
+// `seq` positions.
+void check_embedding(const char* op, const Tensor& ids, const Tensor& word, const Tensor& pos,
+                     const Tensor& type, int64_t seq, Stream& stream) {
+  check_input(op, "ids", ids, stream);
+  check_input(op, "word", word, stream);
+  check_input(op, "pos", pos, stream);
+  check_input(op, "type", type, stream);
+  check_dtype(op, "ids", ids, DType::kI32);
+  check_float(op, word);
+  check_dtype(op, "pos", pos, word.dtype());
+  check_dtype(op, "type", type, word.dtype());
+  FANIN_CHECK(word.ndim() == 2 && pos.ndim() == 2 && type.ndim() == 2, kInvalidArgument, "[", op,
+              "] tables must be 2-D, got word ", to_string(word.shape()), ", pos ",
+              to_string(pos.shape()), ", type ", to_string(type.shape()));
+  const int64_t hidden = word.dim(1);
+  FANIN_CHECK(pos.dim(1) == hidden && type.dim(1) == hidden, kInvalidArgument, "[", op,
+              "] table widths differ: word ", hidden, ", pos ", pos.dim(1), ", type ", type.dim(1));
+  FANIN_CHECK(seq <= pos.dim(0), kInvalidArgument, "[", op, "] sequence length ", seq,
+              " exceeds the ", pos.dim(0), " positions of the model");
+  FANIN_CHECK(word.dim(0) > 0 && type.dim(0) > 0, kInvalidArgument, "[", op,
+              "] empty vocabulary table");
+}
+
+}  // namespace
+
 Tensor embedding(const Tensor& ids, const Tensor& types, const Tensor& word, const Tensor& pos,
                  const Tensor& type, Stream& stream) {
   check_input("embedding", "ids", ids, stream);
-  check_input("embedding", "word", word, stream);
-  check_input("embedding", "pos", pos, stream);
-  check_input("embedding", "type", type, stream);
-  check_dtype("embedding", "ids", ids, DType::kI32);
-  check_float("embedding", word);
-  check_dtype("embedding", "pos", pos, word.dtype());
-  check_dtype("embedding", "type", type, word.dtype());
   FANIN_CHECK(ids.ndim() == 2, kInvalidArgument, "[embedding] ids must be [batch, seq], got ",
               to_string(ids.shape()));
-  FANIN_CHECK(word.ndim() == 2 && pos.ndim() == 2 && type.ndim() == 2, kInvalidArgument,
-              "[embedding] tables must be 2-D, got word ", to_string(word.shape()), ", pos ",
-              to_string(pos.shape()), ", type ", to_string(type.shape()));
+  check_embedding("embedding", ids, word, pos, type, ids.dim(1), stream);
   const int64_t hidden = word.dim(1);
-  FANIN_CHECK(pos.dim(1) == hidden && type.dim(1) == hidden, kInvalidArgument,
-              "[embedding] table widths differ: word ", hidden, ", pos ", pos.dim(1), ", type ",
-              type.dim(1));
-  FANIN_CHECK(ids.dim(1) <= pos.dim(0), kInvalidArgument, "[embedding] sequence length ",
-              ids.dim(1), " exceeds the ", pos.dim(0), " positions of the model");
-  FANIN_CHECK(word.dim(0) > 0 && type.dim(0) > 0, kInvalidArgument,
-              "[embedding] empty vocabulary table");
   if (types.defined()) {
     check_input("embedding", "types", types, stream);
     check_dtype("embedding", "types", types, DType::kI32);
@@ -352,23 +365,9 @@ Tensor embedding_packed(const Tensor& ids, const Tensor& offsets, int64_t max_le
                         Stream& stream) {
   check_packed("embedding_packed", offsets, max_len, stream);
   check_input("embedding_packed", "ids", ids, stream);
-  check_input("embedding_packed", "word", word, stream);
-  check_input("embedding_packed", "pos", pos, stream);
-  check_input("embedding_packed", "type", type, stream);
-  check_dtype("embedding_packed", "ids", ids, DType::kI32);
-  check_float("embedding_packed", word);
-  check_dtype("embedding_packed", "pos", pos, word.dtype());
-  check_dtype("embedding_packed", "type", type, word.dtype());
   FANIN_CHECK(ids.ndim() == 1, kInvalidArgument, "[embedding_packed] ids must be [total], got ",
               to_string(ids.shape()));
-  FANIN_CHECK(word.ndim() == 2 && pos.ndim() == 2 && type.ndim() == 2 &&
-                  pos.dim(1) == word.dim(1) && type.dim(1) == word.dim(1) && word.dim(0) > 0 &&
-                  type.dim(0) > 0,
-              kInvalidArgument, "[embedding_packed] tables must be 2-D of one width, got word ",
-              to_string(word.shape()), ", pos ", to_string(pos.shape()), ", type ",
-              to_string(type.shape()));
-  FANIN_CHECK(max_len <= pos.dim(0), kInvalidArgument, "[embedding_packed] sequence length ",
-              max_len, " exceeds the ", pos.dim(0), " positions of the model");
+  check_embedding("embedding_packed", ids, word, pos, type, max_len, stream);
   Tensor out = Tensor::empty({ids.dim(0), word.dim(1)}, word.dtype(), stream);
   if (out.numel() == 0) return out;
   backend::EmbeddingArgs a;
