@@ -1,0 +1,209 @@
+"""Completions run on the module's completer thread, never on an engine
+worker: a Python thread that holds the GIL does not stall the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fanin
+from fanin import _fanin
+
+from test_lifetime import run_script
+
+
+def test_done_callbacks_run_on_the_completer_thread(mlp_engine):
+    idents = []
+    lock = threading.Lock()
+
+    def record(_f):
+        with lock:
+            idents.append(threading.get_ident())
+
+    futures = [mlp_engine.submit(np.ones(4, np.float32)) for _ in range(20)]
+    for f in futures:
+        f.add_done_callback(record)  # on the completer, or here if already done
+    for f in futures:
+        f.result(timeout=30)
+    completer = _fanin._completer_ident()
+    assert completer != 0
+    assert completer != threading.get_ident()
+    # Each one ran on the completer, unless it was done before add_done_callback.
+    assert set(idents) <= {completer, threading.get_ident()}, (idents, completer)
+
+    seen = []
+    f = mlp_engine.submit(np.ones(4, np.float32))
+    f.add_done_callback(lambda _f: seen.append(threading.get_ident()))
+    f.result(timeout=30)
+    time.sleep(0.01)
+    assert seen and seen[0] in (completer, threading.get_ident())
+
+
+def test_engine_completes_requests_while_python_holds_the_gil():
+    """With callbacks on an engine worker, the worker waits for the GIL that
+    this thread keeps for 300 ms, and the queue behind it stops."""
+    n = 50
+    switch = sys.getswitchinterval()
+    with fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1, max_batch_size=1,
+                      max_queue_delay=0) as e:
+        x = np.ones(4, np.float32)
+        e.run(x)  # warm
+        try:
+            sys.setswitchinterval(100.0)  # this thread keeps the GIL below
+            futures = [e.submit(x) for _ in range(n)]
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+            completed = e.metrics()["completed"]
+        finally:
+            sys.setswitchinterval(switch)
+        for f in futures:
+            f.result(timeout=30)
+        assert completed >= n + 1, completed  # the warm-up run and all n
+
+
+def test_a_done_callback_waiting_for_another_request_raises(mlp_engine):
+    """The completer cannot complete a Future it is waiting on: result()
+    there raises instead of hanging."""
+    errors = []
+    inner_results = []
+
+    def wait_inside(_f):
+        inner = mlp_engine.submit(np.ones(4, np.float32))
+        try:
+            inner_results.append(inner.result(timeout=5))
+        except RuntimeError as err:
+            errors.append(err)
+
+    outer = mlp_engine.submit(np.ones(4, np.float32))
+    outer.add_done_callback(wait_inside)
+    outer.result(timeout=30)
+    deadline = time.perf_counter() + 10
+    while not (errors or inner_results) and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    # Either the callback ran here (outer was already done) and the inner
+    # wait succeeded, or it ran on the completer and raised at once.
+    assert errors or inner_results
+    if errors:
+        assert "completer" in str(errors[0])
+
+
+def test_an_exception_in_one_callback_does_not_stop_the_others(mlp_engine, monkeypatch):
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    from fanin import _requests
+
+    ok = []
+    gate = threading.Event()
+
+    def done_bad(result, error):
+        gate.wait(5)
+        raise ValueError("from a done callback")
+
+    def done_good(result, error):
+        ok.append(error is None)
+
+    token = _fanin.CancelToken()
+    x = np.ones(4, np.float32)
+    mlp_engine._core.submit_rows(x, done_bad, token, 0, None)
+    for _ in range(10):
+        mlp_engine._core.submit_rows(x, done_good, _fanin.CancelToken(), 0, None)
+    gate.set()
+    deadline = time.perf_counter() + 10
+    while len(ok) < 10 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert ok == [True] * 10
+    assert any(isinstance(u, ValueError) for u in unraisable), unraisable
+    del _requests
+
+
+def _stress(enc, mlp, seconds: float, threads: int = 32) -> dict:
+    """threads x submit().result() on both engines, asyncio tasks and
+    cancellations, for `seconds`; every future must resolve."""
+    stop = time.perf_counter() + seconds
+    counts = {"results": 0, "cancelled": 0, "tasks": 0}
+    lock = threading.Lock()
+    failures = []
+    x = np.ones((2, 512), np.float32)
+
+    def worker(k: int) -> None:
+        rnd = random.Random(k)
+        try:
+            while time.perf_counter() < stop:
+                f = enc.submit(f"stress {k} " * rnd.randint(1, 20)) if k % 2 else mlp.submit(x)
+                if rnd.random() < 0.2:
+                    f.cancel()
+                try:
+                    f.result(timeout=60)
+                    with lock:
+                        counts["results"] += 1
+                except concurrent.futures.CancelledError:
+                    with lock:
+                        counts["cancelled"] += 1
+        except BaseException as err:  # noqa: BLE001 - reported below
+            failures.append(err)
+
+    async def tasks() -> None:
+        while time.perf_counter() < stop:
+            ts = [asyncio.ensure_future(enc.embed(f"task {i}")) for i in range(16)]
+            ts += [asyncio.ensure_future(mlp.run_async(x)) for _ in range(16)]
+            for t in ts[::5]:
+                t.cancel()
+            done = await asyncio.wait_for(asyncio.gather(*ts, return_exceptions=True), 60)
+            for r in done:
+                if not isinstance(r, (np.ndarray, asyncio.CancelledError)):
+                    failures.append(r)
+            counts["tasks"] += len(done)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    asyncio.run(tasks())
+    for t in ts:
+        t.join(120)
+        assert not t.is_alive()
+    assert not failures, failures[:3]
+    return counts
+
+
+def test_stress_threads_tasks_and_cancellations(model_dir):
+    with fanin.SentenceEncoder(model_dir, workers=2, max_batch_size=32) as enc, \
+            fanin.Engine(fanin.Model.mlp(), workers=2) as mlp:
+        counts = _stress(enc, mlp, seconds=3.0)
+    assert counts["results"] > 0 and counts["cancelled"] > 0 and counts["tasks"] > 0, counts
+
+
+def test_exit_in_the_middle_of_the_stress(model_dir):
+    r = run_script("""
+        import sys, time
+        sys.path.insert(0, %r)
+        from test_completer import _stress
+        enc = fanin.SentenceEncoder(MODEL, workers=2, max_batch_size=32)
+        mlp = fanin.Engine(fanin.Model.mlp(), workers=2)
+        def forever():
+            while True:
+                f = enc.submit("daemon " * 8)
+                f.add_done_callback(lambda f: f.cancelled() or f.exception())
+                try:
+                    f.result()
+                except Exception:
+                    pass
+        for _ in range(16):
+            threading.Thread(target=forever, daemon=True).start()
+        async def spin():
+            while True:
+                await asyncio.gather(*[enc.embed("loop") for _ in range(8)], return_exceptions=True)
+        threading.Thread(target=lambda: asyncio.run(spin()), daemon=True).start()
+        time.sleep(1.0)
+        print("submitted", flush=True)
+    """ % str(__import__("pathlib").Path(__file__).parent), model_dir)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+    assert "submitted" in r.stdout
+    assert "Fatal" not in r.stderr and "terminate" not in r.stderr, r.stderr[-2000:]
