@@ -13,7 +13,10 @@
 // It keeps one thread state for its life (PyGILState_Ensure on the first
 // batch, then PyEval_SaveThread / PyEval_RestoreThread), so a batch costs one
 // GIL hand-over, not a thread state. Dropping an uncalled callable (a submit
-// that raised) goes through the same queue. The completer is started on the
+// that raised) goes through the same queue. Engine.drain, Engine.cancel and
+// the engine's destruction wait (GIL released) until the completions queued
+// before them have run (flush_completions), so that every Future of theirs
+// is done when they return. The completer is started on the
 // first completion, and again in a forked child (whose copy of the state is
 // replaced). A done callback runs there, so one that blocks holds up the
 // other Python completions (not the engine); one that waits on another
@@ -83,10 +86,13 @@ struct Completion {
 
 // The completer's state: Note [The completer]. Never freed.
 struct Completer {
-  std::mutex mu;  // guards queue and started
-  std::condition_variable wake;
+  std::mutex mu;  // guards queue, started, pushed, finished
+  std::condition_variable wake;  // the queue is not empty
+  std::condition_variable idle;  // finished grew
   std::vector<Completion> queue;
   bool started = false;
+  uint64_t pushed = 0;    // completions queued so far
+  uint64_t finished = 0;  // of those, run (or dropped, or leaked at exit)
 };
 
 std::atomic<Completer*> g_completer{new Completer()};
@@ -139,7 +145,13 @@ void run_completer(Completer* k) {
       t_batch_counted = 0;
       g_outside.fetch_sub(1);
     }
+    const size_t done = batch.size();
     batch.clear();  // C++ buffers only (the results' went to numpy)
+    {
+      std::lock_guard<std::mutex> lock(k->mu);
+      k->finished += done;
+    }
+    k->idle.notify_all();
   }
 }
 
@@ -154,6 +166,7 @@ void enqueue(Completion&& c) noexcept {
       k->started = true;
     }
     k->queue.push_back(std::move(c));
+    ++k->pushed;
   } catch (...) {
     return;
   }
@@ -181,6 +194,14 @@ void shutdown() {
 }  // namespace
 
 bool exiting() noexcept { return g_exiting.load(); }
+
+void flush_completions() {
+  if (g_exiting.load() || PyThread_get_thread_ident() == g_completer_ident.load()) return;
+  Completer* k = g_completer.load();
+  std::unique_lock<std::mutex> lock(k->mu);
+  const uint64_t target = k->pushed;
+  k->idle.wait(lock, [&] { return k->finished >= target; });
+}
 
 GilRelease::GilRelease() {
   g_outside.fetch_add(1);

@@ -87,6 +87,10 @@ class PyCallback {
 // Engines register while they live, so that interpreter exit cancels them.
 void register_engine(Engine* engine);
 void unregister_engine(Engine* engine);
+// Waits until the completions queued so far have run (Note [The
+// completer]); GIL released. Returns at once on the completer itself and at
+// interpreter exit.
+void flush_completions();
 // True once interpreter exit has begun (atexit).
 bool exiting() noexcept;
 void bind_lifetime(nb::module_& m);

@@ -257,6 +257,7 @@ class PyEngine {
     unregister_engine(engine_.get());
     GilRelease nogil;  // the drain waits for the workers
     engine_.reset();
+    flush_completions();  // its Futures are done when it is gone
   }
   PyEngine(const PyEngine&) = delete;
   PyEngine& operator=(const PyEngine&) = delete;
@@ -370,13 +371,16 @@ void bind_engine(nb::module_& m) {
                               std::max(0.0, std::min(*timeout, 1e9))))
                         : milliseconds::max();
             GilRelease nogil;
-            return e->drain(t);
+            const bool all = e->drain(t);
+            flush_completions();  // the Futures of what finished are done
+            return all;
           },
           "timeout"_a = nb::none())
       .def("cancel",
            [](PyEngine& e) {
              GilRelease nogil;
              e->cancel();
+             flush_completions();  // every Future of this engine is done
            })
       .def(
           "tokenize",

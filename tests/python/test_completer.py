@@ -204,3 +204,17 @@ def test_exit_in_the_middle_of_the_stress(model_dir):
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     assert "submitted" in r.stdout
     assert "Fatal" not in r.stderr and "terminate" not in r.stderr, r.stderr[-2000:]
+
+
+def test_futures_are_done_when_drain_cancel_or_close_return():
+    x = np.ones((8, 512), np.float32)
+    for how in ("drain", "cancel", "close"):
+        for _ in range(5):
+            e = fanin.Engine(fanin.Model.mlp(), workers=1, max_batch_size=4)
+            futures = [e.submit(x) for _ in range(40)]
+            # The completer is still busy with this one when the engine is done.
+            futures[20].add_done_callback(lambda _f: time.sleep(0.05))
+            getattr(e, how)()
+            assert all(f.done() for f in futures), how
+            if how == "drain":
+                assert all(f.exception() is None for f in futures)
