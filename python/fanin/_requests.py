@@ -1,9 +1,10 @@
 """Engine requests as concurrent.futures.Future objects and asyncio awaitables.
 
 The compiled module's ``submit_*`` methods take ``done(result, error)``, which
-an engine thread calls exactly once (holding the GIL). Here it completes a
-Future directly (Future is thread-safe), or hands over to the event loop with
-``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
+the module's completer thread calls exactly once (holding the GIL; never an
+engine worker, which only queues the completion). Here it completes a Future
+directly (Future is thread-safe; its done-callbacks run on the completer), or
+hands over to the event loop with ``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
 the request through its CancelToken: the engine drops it before it runs, or
 discards its result.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from typing import Any, Callable, Optional
 
 from . import _fanin
@@ -25,9 +27,29 @@ def _identity(x: Any) -> Any:
     return x
 
 
+class _Future(concurrent.futures.Future):
+    """A Future whose wait raises on the completer thread (in a done-callback),
+    where it would wait forever: only that thread can complete it."""
+
+    def _check_thread(self) -> None:
+        if not self.done() and threading.get_ident() == _fanin._completer_ident():
+            raise RuntimeError(
+                "waiting on a fanin Future in a done-callback would never end: done-callbacks "
+                "run on fanin's completer thread, which completes the Future"
+            )
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        self._check_thread()
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        self._check_thread()
+        return super().exception(timeout)
+
+
 def future(submit: Submit, wrap: Wrap = _identity) -> concurrent.futures.Future:
     """Calls ``submit(token, done)`` and returns the Future that ``done`` completes."""
-    fut: concurrent.futures.Future = concurrent.futures.Future()
+    fut: concurrent.futures.Future = _Future()
     token = _fanin.CancelToken()
 
     def done(result: Any, error: Optional[BaseException]) -> None:

@@ -1,27 +1,62 @@
-// python/src/callback.cpp: the GIL across engine threads, and interpreter exit.
+// python/src/callback.cpp: the GIL across engine threads, the completer, and
+// interpreter exit.
+//
+// Note [The completer]
+// An engine worker never takes the GIL. Its callback for a Python request
+// (PyCallback::complete) moves the callable and the Response or Error into
+// the completer's queue and wakes it: no Python object is made and no GIL
+// is taken there, so a worker never waits for a GIL that Python threads
+// contend for, and the device never idles behind it. The completer is one
+// process-wide thread of the module: woken, it takes everything queued,
+// takes the GIL once, runs those callbacks (each guarded: an exception in one
+// goes to sys.unraisablehook and the others still run), and releases the GIL.
+// It keeps one thread state for its life (PyGILState_Ensure on the first
+// batch, then PyEval_SaveThread / PyEval_RestoreThread), so a batch costs one
+// GIL hand-over, not a thread state. Dropping an uncalled callable (a submit
+// that raised) goes through the same queue. Engine.drain, Engine.cancel and
+// the engine's destruction wait (GIL released) until the completions queued
+// before them have run (flush_completions), so that every Future of theirs
+// is done when they return. The completer is started on the
+// first completion, and again in a forked child (whose copy of the state is
+// replaced). A done callback runs there, so one that blocks holds up the
+// other Python completions (not the engine); one that waits on another
+// fanin Future would wait forever, and such a wait raises instead
+// (fanin/_requests.py).
 //
 // Note [Interpreter exit]
-// Engine threads call back into Python, and Python threads wait in C++ with
-// the GIL released. Once the interpreter finalizes, a thread that takes the
-// GIL is ended by Python with pthread_exit, whose unwinding through C++
-// frames (std::thread's entry, noexcept destructors) aborts the process. So:
+// Python threads wait in C++ with the GIL released, and the completer takes
+// the GIL for its batches. Once the interpreter finalizes, a thread that
+// takes the GIL is ended by Python with pthread_exit, whose unwinding
+// through C++ frames (std::thread's entry, noexcept destructors) aborts the
+// process. So:
 // - fanin/__init__.py registers _shutdown with atexit. It runs after the
 //   non-daemon threads are joined and before finalization: it sets
 //   g_exiting, releases the GIL, cancels every live engine (Engine::cancel
-//   fails what is queued and joins the workers) and waits until no thread
-//   is between leaving the GIL in our code and taking it back
+//   fails what is queued and joins the workers; their callbacks only queue
+//   completions) and waits until no thread is between leaving the GIL in our
+//   code and taking it back, and the completer is not inside a batch
 //   (g_outside == 0), so that a thread that saw g_exiting false has its GIL
-//   back before finalization starts.
-// - A thread that would take the GIL after g_exiting is set does not: an
-//   engine callback is skipped (its Python callable is leaked; nothing is
-//   left to wait for its future), even on the exiting thread, so that
-//   _shutdown runs no Python code while it holds the engine list; and a
-//   Python thread other than the exiting one (a daemon thread still waiting
-//   on a request) parks until the process ends.
+//   back, and the completer has given its GIL up for good, before
+//   finalization starts.
+// - A thread that would take the GIL after g_exiting is set does not: the
+//   completer leaks the callables of every batch it takes from then on
+//   (nothing is left to wait for their futures) and never takes the GIL
+//   again; and a Python thread other than the exiting one (a daemon thread
+//   still waiting on a request, or the completer inside a callback that
+//   waited in our code) parks until the process ends.
+// - The completer is detached, not joined: after _shutdown it sleeps on its
+//   condition variable without the GIL (finalization does not wait for it,
+//   and it runs no Python), and its state is never freed, so that neither
+//   static destruction nor a late completion (an engine destroyed during
+//   finalization) finds it gone. Joining it would make _shutdown wait
+//   without bound for a done callback that blocks.
 // The counter is incremented before g_exiting is read, and g_exiting is set
 // before the counter is read (both seq_cst), so a thread either sees
 // g_exiting or is waited for.
+#include <pthread.h>
+
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -32,13 +67,110 @@ namespace fanin::python {
 namespace {
 
 std::atomic<bool> g_exiting{false};
-std::atomic<int> g_outside{0};  // threads between leaving and retaking the GIL
+std::atomic<int> g_outside{0};  // threads between leaving and retaking the GIL; the completer in a batch
 std::atomic<std::thread::id> g_exit_thread{};  // the thread running _shutdown
 std::mutex g_live_mu;                          // guards g_live
 std::set<Engine*> g_live;
 
 [[noreturn]] void park() {
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// One callback to run on the completer (or only a callable to drop).
+struct Completion {
+  PyObject* fn;  // a strong reference, given up with the GIL held (or leaked at exit)
+  bool call;     // false: drop fn without calling it
+  Response response;
+  std::optional<Error> error;
+};
+
+// The completer's state: Note [The completer]. Never freed.
+struct Completer {
+  std::mutex mu;  // guards queue, started, pushed, finished
+  std::condition_variable wake;  // the queue is not empty
+  std::condition_variable idle;  // finished grew
+  std::vector<Completion> queue;
+  bool started = false;
+  uint64_t pushed = 0;    // completions queued so far
+  uint64_t finished = 0;  // of those, run (or dropped, or leaked at exit)
+};
+
+std::atomic<Completer*> g_completer{new Completer()};
+std::atomic<unsigned long> g_completer_ident{0};  // threading.get_ident() of the completer
+thread_local int t_batch_counted = 0;  // 1 on the completer while its batch counts in g_outside
+
+// One callback, GIL held; nothing escapes.
+void run_one(Completion& c) noexcept {
+  nb::object fn = nb::steal(c.fn);
+  c.fn = nullptr;
+  if (!c.call) return;
+  try {
+    if (c.error)
+      fn(nb::none(), to_python(*c.error));
+    else
+      fn(to_numpy(std::move(c.response.output), c.response.shape), nb::none());
+  } catch (nb::python_error& e) {
+    e.discard_as_unraisable(fn);
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    PyErr_WriteUnraisable(fn.ptr());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "unknown C++ exception in a fanin completion");
+    PyErr_WriteUnraisable(fn.ptr());
+  }
+}
+
+void run_completer(Completer* k) {
+  g_completer_ident.store(PyThread_get_thread_ident());
+  PyThreadState* state = nullptr;  // ours for the thread's life, once made
+  std::vector<Completion> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(k->mu);
+      k->wake.wait(lock, [&] { return !k->queue.empty(); });
+      batch.swap(k->queue);
+    }
+    g_outside.fetch_add(1);
+    if (g_exiting.load()) {
+      g_outside.fetch_sub(1);
+      for (Completion& c : batch) c.fn = nullptr;  // leaked: Note [Interpreter exit]
+    } else {
+      t_batch_counted = 1;
+      if (state == nullptr)
+        PyGILState_Ensure();  // makes our thread state; never released by PyGILState_Release
+      else
+        PyEval_RestoreThread(state);
+      for (Completion& c : batch) run_one(c);
+      state = PyEval_SaveThread();
+      t_batch_counted = 0;
+      g_outside.fetch_sub(1);
+    }
+    const size_t done = batch.size();
+    batch.clear();  // C++ buffers only (the results' went to numpy)
+    {
+      std::lock_guard<std::mutex> lock(k->mu);
+      k->finished += done;
+    }
+    k->idle.notify_all();
+  }
+}
+
+// Queues a completion and wakes the completer; no GIL. If the queue cannot
+// take it (out of memory, no thread), the callable is leaked.
+void enqueue(Completion&& c) noexcept {
+  Completer* k = g_completer.load();
+  try {
+    std::lock_guard<std::mutex> lock(k->mu);
+    if (!k->started) {
+      std::thread(run_completer, k).detach();
+      k->started = true;
+    }
+    k->queue.push_back(std::move(c));
+    ++k->pushed;
+  } catch (...) {
+    return;
+  }
+  k->wake.notify_one();
 }
 
 // The atexit hook: Note [Interpreter exit].
@@ -50,8 +182,9 @@ void shutdown() {
     std::lock_guard<std::mutex> lock(g_live_mu);
     for (Engine* e : g_live) e->cancel();
   }
-  // Threads still computing finish their batch and come back; a bound keeps
-  // a thread stuck elsewhere from holding up the exit.
+  // Threads still computing finish their batch and come back, the completer
+  // its batch of callbacks; a bound keeps a thread stuck elsewhere (a done
+  // callback that blocks) from holding up the exit.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (g_outside.load() > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -62,6 +195,14 @@ void shutdown() {
 
 bool exiting() noexcept { return g_exiting.load(); }
 
+void flush_completions() {
+  if (g_exiting.load() || PyThread_get_thread_ident() == g_completer_ident.load()) return;
+  Completer* k = g_completer.load();
+  std::unique_lock<std::mutex> lock(k->mu);
+  const uint64_t target = k->pushed;
+  k->idle.wait(lock, [&] { return k->finished >= target; });
+}
+
 GilRelease::GilRelease() {
   g_outside.fetch_add(1);
   state_ = PyEval_SaveThread();
@@ -69,7 +210,7 @@ GilRelease::GilRelease() {
 
 GilRelease::~GilRelease() {
   if (g_exiting.load() && std::this_thread::get_id() != g_exit_thread.load()) {
-    g_outside.fetch_sub(1);
+    g_outside.fetch_sub(1 + t_batch_counted);  // the completer's batch will not end either
     park();
   }
   PyEval_RestoreThread(state_);
@@ -79,24 +220,16 @@ GilRelease::~GilRelease() {
 PyCallback::PyCallback(nb::callable fn) : fn_(fn.release().ptr()) {}
 
 PyCallback::~PyCallback() {
-  if (fn_ == nullptr || !acquire()) return;
-  Py_DECREF(fn_);
-  release();
+  if (fn_ != nullptr) enqueue(Completion{fn_, false, {}, std::nullopt});
 }
 
-bool PyCallback::acquire() {
-  g_outside.fetch_add(1);
-  if (g_exiting.load()) {
-    g_outside.fetch_sub(1);
-    fn_ = nullptr;  // leaked: the interpreter is going away
-    return false;
-  }
-  gil_ = PyGILState_Ensure();
-  g_outside.fetch_sub(1);
-  return true;
+void PyCallback::complete(Response response, const Error* error) noexcept {
+  PyObject* fn = std::exchange(fn_, nullptr);
+  if (fn == nullptr) return;
+  std::optional<Error> e;
+  if (error != nullptr) e.emplace(*error);
+  enqueue(Completion{fn, true, std::move(response), std::move(e)});
 }
-
-void PyCallback::release() { PyGILState_Release(gil_); }
 
 void register_engine(Engine* engine) {
   std::lock_guard<std::mutex> lock(g_live_mu);
@@ -109,8 +242,21 @@ void unregister_engine(Engine* engine) {
 }
 
 void bind_lifetime(nb::module_& m) {
+  // A forked child has no completer thread: it gets a fresh state, started
+  // on its first completion (the parent's may hold a lock that no thread
+  // of the child will release).
+  static bool at_fork = [] {
+    return pthread_atfork(nullptr, nullptr, [] {
+             g_completer.store(new Completer());
+             g_completer_ident.store(0);
+           }) == 0;
+  }();
+  (void)at_fork;
   m.def("_shutdown", &shutdown,
         "Cancels every live engine before the interpreter finalizes (registered with atexit).");
+  m.def(
+      "_completer_ident", [] { return g_completer_ident.load(); },
+      "threading.get_ident() of the thread that runs done callbacks (0 before the first).");
 }
 
 }  // namespace fanin::python

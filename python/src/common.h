@@ -4,8 +4,9 @@
 // Threading contract of the module (docs/python.md, "Design"):
 // - every call that tokenizes, waits for a queue or computes runs with the
 //   GIL released (GilRelease);
-// - engine callbacks run on engine threads and take the GIL themselves
-//   (PyCallback);
+// - an engine thread never takes the GIL: a Python request's callback only
+//   queues its completion, which the module's completer thread runs with
+//   the GIL (PyCallback; Note [The completer] in callback.cpp);
 // - Note [Interpreter exit] (callback.cpp): at exit every live engine is
 //   cancelled before the interpreter finalizes, and no thread of ours takes
 //   the GIL after that.
@@ -62,10 +63,12 @@ class GilRelease {
   PyThreadState* state_;
 };
 
-// A Python callable called at most once, from any thread, as
-// fn(result, error): the result and None, or None and a fanin.Error.
-// Holding it needs no GIL; calling or dropping it takes the GIL (or, at
-// interpreter exit, leaks the callable rather than touch the interpreter).
+// A Python callable called at most once, on the completer thread, as
+// fn(result, error): the result as a numpy array and None, or None and a
+// fanin.Error (Note [The completer]). Holding, completing or dropping it
+// needs no GIL and takes none: the call, or the drop of an uncalled
+// callable, is queued for the completer (which, at interpreter exit, leaks
+// the callable rather than touch the interpreter).
 class PyCallback {
  public:
   explicit PyCallback(nb::callable fn);  // GIL held
@@ -73,26 +76,36 @@ class PyCallback {
   PyCallback(const PyCallback&) = delete;
   PyCallback& operator=(const PyCallback&) = delete;
 
-  // `make_result` runs with the GIL held, only when there is no error.
-  template <typename MakeResult>
-  void call(const Error* error, MakeResult&& make_result);
+  // Queues fn(response as numpy, None) or fn(None, error); later calls do
+  // nothing. Any thread, no GIL.
+  void complete(Response response, const Error* error) noexcept;
 
  private:
-  bool acquire();  // takes the GIL unless the interpreter is exiting
-  void release();
-  PyObject* fn_;
-  PyGILState_STATE gil_{};
+  PyObject* fn_;  // a strong reference until completed
 };
 
 // Engines register while they live, so that interpreter exit cancels them.
 void register_engine(Engine* engine);
 void unregister_engine(Engine* engine);
+// Waits until the completions queued so far have run (Note [The
+// completer]); GIL released. Returns at once on the completer itself and at
+// interpreter exit.
+void flush_completions();
 // True once interpreter exit has begun (atexit).
 bool exiting() noexcept;
 void bind_lifetime(nb::module_& m);
 
 // ---- options (options.cpp) ----
 void bind_options(nb::module_& m);
+// fanin.CancelToken. Requests hold its C++ token, never the Python object:
+// an engine thread that drops a request then drops no Python reference (a
+// shared_ptr cast from Python would take the GIL to release it there).
+struct PyCancelToken {
+  std::shared_ptr<CancelToken> token = std::make_shared<CancelToken>();
+};
+inline std::shared_ptr<CancelToken> token_of(const PyCancelToken* t) {
+  return t != nullptr ? t->token : nullptr;
+}
 // Per-request options from the Python arguments: priority, timeout in
 // seconds (None: the engine's default), a cancel token, truncation.
 RequestOptions request_options(int priority, std::optional<double> timeout,
@@ -100,26 +113,5 @@ RequestOptions request_options(int priority, std::optional<double> timeout,
 
 // ---- engines (engine.cpp) ----
 void bind_engine(nb::module_& m);
-
-template <typename MakeResult>
-void PyCallback::call(const Error* error, MakeResult&& make_result) {
-  if (!acquire()) return;
-  {
-    nb::object fn = nb::steal(fn_);
-    fn_ = nullptr;
-    try {
-      if (error != nullptr)
-        fn(nb::none(), to_python(*error));
-      else
-        fn(make_result(), nb::none());
-    } catch (nb::python_error& e) {
-      e.discard_as_unraisable(fn);
-    } catch (const std::exception& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-      PyErr_WriteUnraisable(fn.ptr());
-    }
-  }
-  release();
-}
 
 }  // namespace fanin::python

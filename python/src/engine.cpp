@@ -255,8 +255,9 @@ class PyEngine {
   }
   ~PyEngine() {
     unregister_engine(engine_.get());
-    GilRelease nogil;  // the drain runs callbacks that take the GIL
+    GilRelease nogil;  // the drain waits for the workers
     engine_.reset();
+    flush_completions();  // its Futures are done when it is gone
   }
   PyEngine(const PyEngine&) = delete;
   PyEngine& operator=(const PyEngine&) = delete;
@@ -267,12 +268,11 @@ class PyEngine {
   std::unique_ptr<Engine> engine_;
 };
 
-// The engine's callback for `done`: results as numpy arrays.
+// The engine's callback for `done`: queues the completion (Note [The
+// completer]); on the engine thread, no GIL.
 Engine::Callback callback_of(nb::callable done) {
   auto cb = std::make_shared<PyCallback>(std::move(done));
-  return [cb](Response r, const Error* error) {
-    cb->call(error, [&] { return to_numpy(std::move(r.output), r.shape); });
-  };
+  return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
 }
 
 std::unique_ptr<PyEngine> engine_for_encoder(const std::string& folder, const std::string& devices,
@@ -371,13 +371,16 @@ void bind_engine(nb::module_& m) {
                               std::max(0.0, std::min(*timeout, 1e9))))
                         : milliseconds::max();
             GilRelease nogil;
-            return e->drain(t);
+            const bool all = e->drain(t);
+            flush_completions();  // the Futures of what finished are done
+            return all;
           },
           "timeout"_a = nb::none())
       .def("cancel",
            [](PyEngine& e) {
              GilRelease nogil;
              e->cancel();
+             flush_completions();  // every Future of this engine is done
            })
       .def(
           "tokenize",
@@ -425,28 +428,28 @@ void bind_engine(nb::module_& m) {
           "The model's output for one input or a batch [n, ...]; blocks with the GIL released.")
       .def(
           "submit_rows",
-          [](PyEngine& e, const F32In& x, nb::callable done, std::shared_ptr<CancelToken> token,
+          [](PyEngine& e, const F32In& x, nb::callable done, const PyCancelToken* token,
              int priority, std::optional<double> timeout) {
-            const RequestOptions o = request_options(priority, timeout, std::move(token));
+            const RequestOptions o = request_options(priority, timeout, token_of(token));
             const Rows rows = rows_of(e->info(), x, "Engine.submit");
             Engine::Callback cb = callback_of(std::move(done));
             GilRelease nogil;
             rows.submit(*e, o, std::move(cb));
           },
           "x"_a, "done"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
-          "Submits rows; done(result, error) is called once, on an engine thread.")
+          "Submits rows; done(result, error) is called once, on the completer thread.")
       .def(
           "submit_texts",
-          [](PyEngine& e, nb::handle texts, nb::callable done, std::shared_ptr<CancelToken> token,
+          [](PyEngine& e, nb::handle texts, nb::callable done, const PyCancelToken* token,
              int priority, std::optional<double> timeout, bool truncate) {
             std::vector<std::string> strings = texts_of(texts, "submit");
-            const RequestOptions o = request_options(priority, timeout, std::move(token), truncate);
+            const RequestOptions o = request_options(priority, timeout, token_of(token), truncate);
             Engine::Callback cb = callback_of(std::move(done));
             GilRelease nogil;
             e->submit_texts(std::move(strings), o, std::move(cb));
           },
           "texts"_a, "done"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(), "truncate"_a,
-          "Submits texts; done(result [n, dim], error) is called once, on an engine thread.");
+          "Submits texts; done(result [n, dim], error) is called once, on the completer thread.");
 }
 
 }  // namespace fanin::python

@@ -57,11 +57,11 @@ RequestOptions request_options(int priority, std::optional<double> timeout,
 }
 
 void bind_options(nb::module_& m) {
-  nb::class_<CancelToken>(m, "CancelToken",
-                          "Cancels the requests submitted with it (thread-safe).")
+  nb::class_<PyCancelToken>(m, "CancelToken",
+                            "Cancels the requests submitted with it (thread-safe).")
       .def(nb::init<>())
-      .def("cancel", &CancelToken::cancel)
-      .def_prop_ro("cancelled", &CancelToken::cancelled);
+      .def("cancel", [](PyCancelToken& t) { t.token->cancel(); })
+      .def_prop_ro("cancelled", [](const PyCancelToken& t) { return t.token->cancelled(); });
 
   nb::class_<EngineOptions> c(m, "EngineOptions",
                               "The batching knobs of an engine; durations in seconds. "

@@ -1,0 +1,219 @@
+"""Completions run on the module's completer thread, never on an engine
+worker: a Python thread that holds the GIL does not stall the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import sys
+import threading
+import time
+
+import numpy as np
+
+import fanin
+from fanin import _fanin
+
+from test_lifetime import run_script
+
+
+def _submit_raw(engine, done) -> None:
+    """done(result, error) straight from the compiled module, no Future."""
+    engine._core.submit_rows(np.ones(engine.input_shape, np.float32), done, _fanin.CancelToken(), 0, None)
+
+
+def test_done_callbacks_run_on_the_completer_thread(mlp_engine):
+    idents = []
+    all_done = threading.Event()
+    n = 40
+    with fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=2) as other:
+        def done(result, error):
+            assert error is None and result.shape == (2,)
+            idents.append(threading.get_ident())
+            if len(idents) == n:
+                all_done.set()
+
+        for i in range(n):
+            _submit_raw(mlp_engine if i % 2 else other, done)
+        assert all_done.wait(30)
+    completer = _fanin._completer_ident()
+    # One thread for both engines (so not a worker of either), and not ours.
+    assert set(idents) == {completer}, (set(idents), completer)
+    assert completer not in (0, threading.get_ident())
+    # A Future's done-callbacks run there too.
+    seen = []
+    gate = threading.Event()
+    f = mlp_engine.submit(np.ones(4, np.float32), timeout=30)
+    f.add_done_callback(lambda _f: (seen.append(threading.get_ident()), gate.set()))
+    f.result(timeout=30)
+    assert gate.wait(30)
+    assert seen[0] in (completer, threading.get_ident())
+
+
+def test_engine_completes_requests_while_python_holds_the_gil():
+    """With callbacks on an engine worker, the worker would wait for the GIL
+    that this thread keeps (up to 5 s), and the queue behind it would stop."""
+    n = 50
+    switch = sys.getswitchinterval()
+    with fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1, max_batch_size=1,
+                      max_queue_delay=0) as e:
+        x = np.ones(4, np.float32)
+        e.run(x)  # warm
+        try:
+            sys.setswitchinterval(100.0)  # this thread keeps the GIL below
+            futures = [e.submit(x) for _ in range(n)]
+            # metrics() keeps the GIL: the worker has to run without it.
+            end = time.perf_counter() + 5
+            while e.metrics()["completed"] < n + 1 and time.perf_counter() < end:
+                pass
+            completed = e.metrics()["completed"]
+        finally:
+            sys.setswitchinterval(switch)
+        for f in futures:
+            f.result(timeout=30)
+        assert completed >= n + 1, completed  # the warm-up run and all n
+
+
+def test_a_done_callback_waiting_for_another_request_raises(mlp_engine):
+    """The completer cannot complete a Future it is waiting on: result()
+    there raises instead of hanging."""
+    errors = []
+    gate = threading.Event()
+
+    def done(result, error):
+        inner = mlp_engine.submit(np.ones(4, np.float32))
+        try:
+            inner.result(timeout=5)
+        except RuntimeError as err:
+            errors.append(err)
+        gate.set()
+
+    _submit_raw(mlp_engine, done)
+    assert gate.wait(30)
+    assert errors and "completer" in str(errors[0]), errors
+
+
+def test_an_exception_in_one_callback_does_not_stop_the_others(mlp_engine, monkeypatch):
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    ok = []
+    gate = threading.Event()
+
+    def done_bad(result, error):
+        gate.wait(5)
+        raise ValueError("from a done callback")
+
+    def done_good(result, error):
+        ok.append(error is None)
+
+    token = _fanin.CancelToken()
+    x = np.ones(4, np.float32)
+    mlp_engine._core.submit_rows(x, done_bad, token, 0, None)
+    for _ in range(10):
+        mlp_engine._core.submit_rows(x, done_good, _fanin.CancelToken(), 0, None)
+    gate.set()
+    deadline = time.perf_counter() + 10
+    while len(ok) < 10 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert ok == [True] * 10
+    assert any(isinstance(u, ValueError) for u in unraisable), unraisable
+
+
+def _stress(enc, mlp, seconds: float, threads: int = 32) -> dict:
+    """threads x submit().result() on both engines, asyncio tasks and
+    cancellations, for `seconds`; every future must resolve."""
+    stop = time.perf_counter() + seconds
+    counts = {"results": 0, "cancelled": 0, "tasks": 0}
+    lock = threading.Lock()
+    failures = []
+    x = np.ones((2, 512), np.float32)
+
+    def worker(k: int) -> None:
+        rnd = random.Random(k)
+        try:
+            while time.perf_counter() < stop:
+                f = enc.submit(f"stress {k} " * rnd.randint(1, 20)) if k % 2 else mlp.submit(x)
+                if rnd.random() < 0.2:
+                    f.cancel()
+                try:
+                    f.result(timeout=60)
+                    with lock:
+                        counts["results"] += 1
+                except concurrent.futures.CancelledError:
+                    with lock:
+                        counts["cancelled"] += 1
+        except BaseException as err:  # noqa: BLE001 - reported below
+            failures.append(err)
+
+    async def tasks() -> None:
+        while time.perf_counter() < stop:
+            ts = [asyncio.ensure_future(enc.embed(f"task {i}")) for i in range(16)]
+            ts += [asyncio.ensure_future(mlp.run_async(x)) for _ in range(16)]
+            for t in ts[::5]:
+                t.cancel()
+            done = await asyncio.wait_for(asyncio.gather(*ts, return_exceptions=True), 60)
+            for r in done:
+                if not isinstance(r, (np.ndarray, asyncio.CancelledError)):
+                    failures.append(r)
+            counts["tasks"] += len(done)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    asyncio.run(tasks())
+    for t in ts:
+        t.join(120)
+        assert not t.is_alive()
+    assert not failures, failures[:3]
+    return counts
+
+
+def test_stress_threads_tasks_and_cancellations(model_dir):
+    with fanin.SentenceEncoder(model_dir, workers=2, max_batch_size=32) as enc, \
+            fanin.Engine(fanin.Model.mlp(), workers=2) as mlp:
+        counts = _stress(enc, mlp, seconds=3.0)
+    assert counts["results"] > 0 and counts["cancelled"] > 0 and counts["tasks"] > 0, counts
+
+
+def test_exit_in_the_middle_of_the_stress(model_dir):
+    r = run_script("""
+        import sys, time
+        sys.path.insert(0, %r)
+        from test_completer import _stress
+        enc = fanin.SentenceEncoder(MODEL, workers=2, max_batch_size=32)
+        mlp = fanin.Engine(fanin.Model.mlp(), workers=2)
+        def forever():
+            while True:
+                f = enc.submit("daemon " * 8)
+                f.add_done_callback(lambda f: f.cancelled() or f.exception())
+                try:
+                    f.result()
+                except Exception:
+                    pass
+        for _ in range(16):
+            threading.Thread(target=forever, daemon=True).start()
+        async def spin():
+            while True:
+                await asyncio.gather(*[enc.embed("loop") for _ in range(8)], return_exceptions=True)
+        threading.Thread(target=lambda: asyncio.run(spin()), daemon=True).start()
+        time.sleep(1.0)
+        print("submitted", flush=True)
+    """ % str(__import__("pathlib").Path(__file__).parent), model_dir)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+    assert "submitted" in r.stdout
+    assert "Fatal" not in r.stderr and "terminate" not in r.stderr, r.stderr[-2000:]
+
+
+def test_futures_are_done_when_drain_cancel_or_close_return():
+    x = np.ones((8, 512), np.float32)
+    for how in ("drain", "cancel", "close"):
+        for _ in range(5):
+            e = fanin.Engine(fanin.Model.mlp(), workers=1, max_batch_size=4)
+            futures = [e.submit(x) for _ in range(40)]
+            # The completer is still busy with this one when the engine is done.
+            futures[20].add_done_callback(lambda _f: time.sleep(0.05))
+            getattr(e, how)()
+            assert all(f.done() for f in futures), how
+            if how == "drain":
+                assert all(f.exception() is None for f in futures)
