@@ -29,7 +29,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <future>
 
 #include "backends/cpu/isa.h"
@@ -65,16 +64,6 @@ int affinity_cores() {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
   return std::max(1, CPU_COUNT(&set));
-}
-
-std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw UsageError("--sentences: cannot read '" + path + "'");
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(line);
-  if (out.empty()) throw UsageError("--sentences: '" + path + "' has no sentences");
-  return out;
 }
 
 std::vector<std::string> cycled(const std::vector<std::string>& s, size_t n) {
@@ -227,7 +216,7 @@ json run_cpu_profile_bench(const BenchOptions& o) {
   if (o.backend != "cpu") throw UsageError("--mode cpu-profile runs on --backend cpu only");
   Device& device = Device::get("cpu");
   auto enc = SentenceEncoder::load(o.model_dir, device, DType::kF32);
-  const std::vector<std::string> all = read_lines(o.sentences);
+  const std::vector<std::string> all = load_sentences(o.sentences);
   const std::vector<std::string> texts = cycled(all, static_cast<size_t>(o.cpu_batch));
   std::vector<std::vector<int32_t>> rows;
   for (const std::string& t : texts) rows.push_back(enc->tokenize(t));
@@ -293,7 +282,7 @@ json run_cpu_encoder_bench(const BenchOptions& o) {
   Device& device = Device::get("cpu");
   auto enc = SentenceEncoder::load(o.model_dir, device, DType::kF32);
   const std::vector<std::string> texts =
-      cycled(read_lines(o.sentences), static_cast<size_t>(o.cpu_sentences));
+      cycled(load_sentences(o.sentences), static_cast<size_t>(o.cpu_sentences));
   const int cores = affinity_cores();
   std::fprintf(stderr, "fanin bench cpu-encoder: %s; %d core(s) in affinity, %zu sentences\n",
                device.description().c_str(), cores, texts.size());

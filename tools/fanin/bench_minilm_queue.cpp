@@ -25,7 +25,8 @@ namespace {
 using json = nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
-// The sentences producers send, one per line of `path`.
+}  // namespace
+
 std::vector<std::string> load_sentences(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw UsageError("--sentences: cannot read '" + path + "'");
@@ -35,8 +36,6 @@ std::vector<std::string> load_sentences(const std::string& path) {
   if (out.empty()) throw UsageError("--sentences: '" + path + "' has no sentences");
   return out;
 }
-
-}  // namespace
 
 json run_minilm_queue_bench(const BenchOptions& o) {
   if (o.model_dir.empty())

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "bench.h"
 
@@ -23,5 +25,9 @@ nlohmann::json run_minilm_queue_bench(const BenchOptions& options);
 // (bench_cpu.cpp).
 nlohmann::json run_cpu_profile_bench(const BenchOptions& options);
 nlohmann::json run_cpu_encoder_bench(const BenchOptions& options);
+
+// The non-empty lines of `path` (--sentences); UsageError naming the file
+// when it cannot be read or holds none (bench_minilm_queue.cpp).
+std::vector<std::string> load_sentences(const std::string& path);
 
 }  // namespace fanin::cli
