@@ -104,7 +104,13 @@ void run(uint32_t seed, int iters, bool cancel_midway) {
   std::vector<std::thread> threads;
   for (int p = 0; p < kProducers; ++p) threads.emplace_back(producer, p);
   if (cancel_midway) {
-    while (attempts.load() < total / 2) std::this_thread::sleep_for(100us);
+    // Midway: half the submits made and some requests done (producers that
+    // meet a full queue can make half their attempts before any batch ran,
+    // and a cancel then would leave nothing that succeeded to check).
+    const auto give_up = Clock::now() + 10s;
+    while ((attempts.load() < total / 2 || engine->metrics().completed < 8) &&
+           Clock::now() < give_up)
+      std::this_thread::sleep_for(100us);
     stopping.store(true);
     engine->cancel();
   }
