@@ -54,12 +54,8 @@ tar czf "$dst/fanin-cli.tgz" -C "$build" fanin
 echo "== model (F16, pruned to the benchmark's sentences) =="
 if [ ! -f "$dst/minilm.tgz" ]; then
   [ -f models/all-MiniLM-L6-v2/model.safetensors ] || bash scripts/fetch_models.sh
-  tpy=python3
-  if ! "$tpy" -c 'import numpy, tokenizers' 2> /dev/null; then
-    [ -x .cache/travel-venv/bin/python ] || { python3 -m venv .cache/travel-venv &&
-      .cache/travel-venv/bin/pip install -q numpy tokenizers; }
-    tpy=.cache/travel-venv/bin/python
-  fi
+  source scripts/travel_python.sh
+  tpy=$(travel_python python3)
   tmp=$(mktemp -d)
   "$tpy" bench/http_load/travel_model.py models/all-MiniLM-L6-v2 "$tmp/minilm" \
     bench/data/queue_sentences.txt tests/data/embedding_sentences.txt

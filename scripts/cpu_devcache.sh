@@ -37,14 +37,8 @@ done
 tar czf "$dst/fanin.tgz" -C "$build" --transform 's,^,cpu/,' fanin tests/fanin_unit_tests
 
 echo "== model (F32, unused vocabulary rows zeroed) =="
-py=${PYTHON:-python3}
-if ! "$py" -c 'import numpy, tokenizers' 2> /dev/null; then
-  if [ ! -x .cache/travel-venv/bin/python ]; then
-    python3 -m venv .cache/travel-venv
-    .cache/travel-venv/bin/pip install -q numpy tokenizers
-  fi
-  py=.cache/travel-venv/bin/python
-fi
+source scripts/travel_python.sh
+py=$(travel_python "${PYTHON:-python3}")
 [ -f models/all-MiniLM-L6-v2/model.safetensors ] || bash scripts/fetch_models.sh
 tmp=$(mktemp -d)
 # The benchmark's sentences and the parity test's (tests/data/minilm_refs.json).

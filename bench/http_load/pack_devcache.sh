@@ -38,14 +38,8 @@ tar czf "$dst/gpu.tgz" -C "$build" --transform 's,^,gpu/,' "${files[@]}"
 echo "gpu.tgz: ${files[*]}"
 
 echo "== model (F16, pruned) =="
-py=${PYTHON:-python3}
-if ! "$py" -c 'import numpy, tokenizers' 2> /dev/null; then
-  if [ ! -x .cache/travel-venv/bin/python ]; then
-    python3 -m venv .cache/travel-venv
-    .cache/travel-venv/bin/pip install -q numpy tokenizers
-  fi
-  py=.cache/travel-venv/bin/python
-fi
+source scripts/travel_python.sh
+py=$(travel_python "${PYTHON:-python3}")
 [ -f models/all-MiniLM-L6-v2/model.safetensors ] || bash scripts/fetch_models.sh
 tmp=$(mktemp -d)
 "$py" bench/http_load/travel_model.py models/all-MiniLM-L6-v2 "$tmp/minilm" \
