@@ -32,6 +32,12 @@ OPTIONS = {
     # The slow-client and load tests.
     "load": BASE + ["--header-timeout-ms", "500", "--body-timeout-ms", "1000",
                     "--idle-timeout-ms", "1500"],
+    # One worker that the background load keeps busy: a request then waits in
+    # the queue behind a running batch, so a 1 ms deadline passes before it is
+    # batched. (With a worker per core, an idle worker can take a request at
+    # once, and a request that has started runs to the end: its deadline is
+    # checked when its batch is formed.)
+    "deadline": BASE + ["--workers", "1", "--max-batch-size", "4"],
 }
 
 
@@ -90,6 +96,11 @@ def overload_server():
 @pytest.fixture(scope="module")
 def load_server():
     yield from serving("load", OPTIONS["load"])
+
+
+@pytest.fixture(scope="module")
+def deadline_server():
+    yield from serving("deadline", OPTIONS["deadline"])
 
 
 @pytest.fixture(scope="session")
