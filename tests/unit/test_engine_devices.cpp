@@ -158,8 +158,11 @@ TEST(EngineDevices, AFasterDeviceTakesMoreBatches) {
 // requests the faster one would finish sooner.
 TEST(EngineDevices, OneClientStaysOnTheFasterDevice) {
   TestModelOptions fast, slow;
+  // 60x apart: the slow device's estimate halves every 320 ms idle and needs
+  // about six halvings to look faster, far longer than the 100 requests take
+  // even on a loaded machine (5 ms here once let a third probe in).
   fast.delay = 300us;
-  slow.delay = 5ms;
+  slow.delay = 20ms;
   std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   Engine engine(as_replicas(models), eager(1, 1));
   for (int i = 0; i < 100; ++i) {
@@ -175,12 +178,15 @@ TEST(EngineDevices, OneClientStaysOnTheFasterDevice) {
       << ", slow saw: " << ::testing::PrintToString(models[0]->first_values());
 }
 
-// Many clients, a device 20x slower than the other (as a CPU next to a
+// Many clients, a device 60x slower than the other (as a CPU next to a
 // GPU): it takes a small share, not a batch whenever it is free.
 TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
   TestModelOptions fast, slow;
+  // Far apart, so that sleeps stretched by a loaded machine (the fast
+  // device's 1 ms measured at several ms) do not make the slow one look as
+  // soon: 20 ms there once let it take real batches.
   fast.delay = 1ms;
-  slow.delay = 20ms;
+  slow.delay = 60ms;
   std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   EngineOptions opt = eager(1, 16);
   Engine engine(as_replicas(models), opt);
@@ -196,15 +202,16 @@ TEST(EngineDevices, ASlowDeviceDoesNotTakeWorkTheFastOneFinishesSooner) {
       }
     });
   }
-  std::this_thread::sleep_for(600ms);
+  std::this_thread::sleep_for(1200ms);
   stop.store(true);
   for (auto& t : clients) t.join();
   EXPECT_EQ(failures.load(), 0);
   EngineMetrics m = engine.metrics();
   EXPECT_GT(m.devices[1].batches, 100u);
-  // Busy whenever free, the slow device would run ~30 batches in 600 ms (it
-  // did before the routing rule); now its warm-up and measuring batches,
-  // and a probe at most (its estimate halves every 320 ms idle).
+  // Busy whenever free, the slow device would run ~20 batches in 1.2 s (at
+  // 20 ms it ran ~30 in 600 ms before the routing rule); now its warm-up and
+  // measuring batches, and a probe or two (its estimate halves every 960 ms
+  // idle).
   EXPECT_LE(m.devices[0].batches, 8u)
       << "slow " << m.devices[0].batches << " batches, fast " << m.devices[1].batches;
 }
@@ -221,10 +228,15 @@ TEST(EngineDevices, NewDevicesRampUpTheirBatchSize) {
   for (int i = 0; i < 200; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
   for (int i = 0; i < 200; ++i) EXPECT_TRUE(await(fs[i]).ok);
   int64_t largest_anywhere = 0;
+  size_t ran = 0;
   for (const auto& m : models) {
     const std::vector<int64_t> sizes = m->batch_sizes();
-    ASSERT_GE(sizes.size(), 2u);
+    // On a loaded machine one device's worker may be descheduled while the
+    // other serves all 200: it then ran its first batch only, or none.
+    if (sizes.empty()) continue;
+    ++ran;
     EXPECT_EQ(sizes[0], 1);
+    if (sizes.size() < 2) continue;
     EXPECT_EQ(sizes[1], 1);
     int64_t largest = sizes[1];
     for (size_t i = 2; i < sizes.size(); ++i) {
@@ -235,6 +247,7 @@ TEST(EngineDevices, NewDevicesRampUpTheirBatchSize) {
     largest_anywhere = std::max(largest_anywhere, largest);
   }
   // Full batches come (on a busy machine one device may take most of them).
+  EXPECT_GE(ran, 1u);
   EXPECT_EQ(largest_anywhere, 16);
 }
 
