@@ -3,6 +3,7 @@
 #include "server/app.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 
 #include "server/api/auth.h"
@@ -63,7 +64,7 @@ void App::set_connection_count(std::function<size_t()> count) {
   impl_->connections = std::move(count);
 }
 
-HttpResponse App::error_response(std::string_view path, int status,
+HttpResponse App::error_response(std::string_view method, std::string_view path, int status,
                                  const std::string& message) const {
   api::Reason reason = api::Reason::kValidation;
   switch (status) {
@@ -73,8 +74,14 @@ HttpResponse App::error_response(std::string_view path, int status,
     case 500: reason = api::Reason::kDeviceError; break;
     default: reason = api::Reason::kInvalidJson; break;
   }
-  impl_->stats.record_rejection(status == 413 ? "body_too_large" : status == 408 ? "timeout"
-                                : status == 431 ? "header_too_large" : "bad_request");
+  impl_->stats.record_rejection(status == 413   ? "body_too_large"
+                                : status == 408 ? "timeout"
+                                : status == 431 ? "header_too_large"
+                                : status == 503 ? "shutting_down"
+                                : status == 500 ? "handler_failed"
+                                                : "bad_request");
+  // Logged like every answer the routes give (no inputs ran).
+  impl_->log_request(method, path, status, 0, 0, 0, 0, 0);
   api::ErrorBody e = api::error_response(api_of(path), reason, message);
   HttpResponse r;
   r.status = status;
@@ -194,26 +201,8 @@ void App::Impl::finish(Call& call, HttpResponse response) {
   o.tokens = call.tokens;
   o.failure = call.failure;
   stats.observe(o);
-  if (options.log && options.log_requests) {
-    char line[512];
-    if (options.json_log) {
-      std::snprintf(line, sizeof line,
-                    "{\"level\":\"info\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%d,"
-                    "\"inputs\":%lld,\"tokens\":%lld,\"queue_us\":%.0f,\"compute_us\":%.0f,"
-                    "\"total_us\":%.0f}",
-                    call.method.c_str(), call.route.c_str(), response.status,
-                    static_cast<long long>(call.inputs), static_cast<long long>(call.tokens),
-                    call.queue_us, call.inference_us, total_us);
-    } else {
-      std::snprintf(line, sizeof line,
-                    "fanin: %s %s %d inputs=%lld tokens=%lld queue_us=%.0f compute_us=%.0f "
-                    "total_us=%.0f",
-                    call.method.c_str(), call.route.c_str(), response.status,
-                    static_cast<long long>(call.inputs), static_cast<long long>(call.tokens),
-                    call.queue_us, call.inference_us, total_us);
-    }
-    log_line(line);
-  }
+  log_request(call.method, call.route, response.status, call.inputs, call.tokens, call.queue_us,
+              call.inference_us, total_us);
   Respond respond = std::move(call.respond);
   if (respond) respond(std::move(response));
 }
@@ -225,6 +214,34 @@ void App::Impl::fail(Call& call, const api::ErrorBody& error, api::Reason reason
   r.body = error.body;
   r.headers = error.headers;
   finish(call, std::move(r));
+}
+
+void App::Impl::log_request(std::string_view method, std::string_view route, int status,
+                            int64_t inputs, int64_t tokens, double queue_us, double compute_us,
+                            double total_us) const {
+  if (!options.log || !options.log_requests) return;
+  // A bad request's method and path are the client's bytes: cut at 200
+  // each, and in JSON escaped (invalid UTF-8 replaced).
+  method = method.substr(0, 200);
+  route = route.substr(0, 200);
+  std::string line;
+  if (options.json_log) {
+    api::Json j = {{"level", "info"},      {"method", method},     {"route", route},
+                   {"status", status},     {"inputs", inputs},     {"tokens", tokens},
+                   {"queue_us", std::llround(queue_us)}, {"compute_us", std::llround(compute_us)},
+                   {"total_us", std::llround(total_us)}};
+    line = j.dump(-1, ' ', false, api::Json::error_handler_t::replace);
+  } else {
+    char text[640];
+    std::snprintf(text, sizeof text,
+                  "fanin: %.*s %.*s %d inputs=%lld tokens=%lld queue_us=%.0f compute_us=%.0f "
+                  "total_us=%.0f",
+                  static_cast<int>(method.size()), method.data(), static_cast<int>(route.size()),
+                  route.data(), status, static_cast<long long>(inputs),
+                  static_cast<long long>(tokens), queue_us, compute_us, total_us);
+    line = text;
+  }
+  log_line(line);
 }
 
 void App::Impl::log_line(const std::string& line) const {

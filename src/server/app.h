@@ -66,7 +66,8 @@ class App {
   void handle(HttpRequest&& request, Respond respond);
   // The HttpServer::ErrorFormatter: the server's own errors in the shape
   // of the API at `path`.
-  HttpResponse error_response(std::string_view path, int status, const std::string& message) const;
+  HttpResponse error_response(std::string_view method, std::string_view path, int status,
+                              const std::string& message) const;
 
   // Connections open now, for /metrics (the HTTP server's count).
   void set_connection_count(std::function<size_t()> count);

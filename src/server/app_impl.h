@@ -76,6 +76,9 @@ struct App::Impl {
   // The body parsers' limits.
   api::ParseLimits limits() const { return {options.max_client_batch_size, options.max_json_depth}; }
   void log_line(const std::string& line) const;
+  // The per-request log line (--log-level info), text or JSON.
+  void log_request(std::string_view method, std::string_view route, int status, int64_t inputs,
+                   int64_t tokens, double queue_us, double compute_us, double total_us) const;
 
   // Routes (app_routes.cpp). Each finishes the call, now or from the
   // engine's callback.

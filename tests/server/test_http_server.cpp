@@ -152,7 +152,8 @@ bool eventually(Condition condition, std::chrono::milliseconds timeout = 5s) {
 }
 
 // Error bodies that show the ErrorFormatter was used, with the path.
-HttpResponse format_error(std::string_view path, int status, const std::string& message) {
+HttpResponse format_error(std::string_view /*method*/, std::string_view path, int status,
+                          const std::string& message) {
   HttpResponse r;
   r.status = 599;  // the server forces `status`
   r.body = "{\"formatted\":" + std::to_string(status) + ",\"path\":\"" + std::string(path) +

@@ -228,8 +228,8 @@ int run_serve(const ServeOptions& given) {
   ho.max_connections = static_cast<size_t>(o.max_connections);
   server::HttpServer http(
       ho, [&app](server::HttpRequest&& r, server::Respond done) { app.handle(std::move(r), std::move(done)); },
-      [&app](std::string_view path, int status, const std::string& message) {
-        return app.error_response(path, status, message);
+      [&app](std::string_view method, std::string_view path, int status,
+             const std::string& message) { return app.error_response(method, path, status, message);
       });
   app.set_connection_count([&http] { return http.connections(); });
   // Responses are formatted on the I/O threads; `http` outlives the engine's

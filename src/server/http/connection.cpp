@@ -144,13 +144,13 @@ void Connection::abort() {
   wake.cancel();
 }
 
-HttpResponse HttpServer::Impl::format_error(std::string_view path, int status,
-                                            const std::string& message) {
+HttpResponse HttpServer::Impl::format_error(std::string_view method, std::string_view path,
+                                            int status, const std::string& message) {
   HttpResponse r;
   bool formatted = false;
   if (errors_) {
     try {
-      r = errors_(path, status, message);
+      r = errors_(method, path, status, message);
       formatted = true;
     } catch (const std::exception& e) {
       log(std::string("ErrorFormatter threw: ") + e.what());
@@ -215,8 +215,9 @@ asio::awaitable<void> HttpServer::Impl::session(std::shared_ptr<Connection> c, u
   c->socket.close(ignored);
 }
 
-asio::awaitable<void> HttpServer::Impl::read_failed(Connection& c, std::string target,
-                                                    unsigned version, error_code ec,
+asio::awaitable<void> HttpServer::Impl::read_failed(Connection& c, std::string method,
+                                                    std::string target, unsigned version,
+                                                    error_code ec,
                                                     std::string_view part,
                                                     std::chrono::milliseconds timeout) {
   if (c.aborted) co_return;
@@ -238,7 +239,8 @@ asio::awaitable<void> HttpServer::Impl::read_failed(Connection& c, std::string t
     message = "malformed HTTP request: " + ec.message();
   }
   // Anything else: the client went away (or shutdown cancelled): close.
-  if (status != 0) co_await write_error_and_close(c, path_of(target), status, message, version);
+  if (status != 0)
+    co_await write_error_and_close(c, std::move(method), path_of(target), status, message, version);
 }
 
 asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
@@ -269,13 +271,17 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
     auto& req = parser.get();
     const unsigned version = req.version() == 10 ? 10 : 11;
     const std::string target(req.target());
+    // "-" when the request line never arrived whole.
+    std::string method(req.method_string());
+    if (method.empty()) method = "-";
     if (hec) {
-      co_await read_failed(c, target, version, hec, "header", options_.header_timeout);
+      co_await read_failed(c, method, target, version, hec, "header", options_.header_timeout);
       co_return;
     }
     const auto received = Clock::now();
     if (draining_.load()) {
-      co_await write_error_and_close(c, path_of(target), 503, "the server is shutting down", version);
+      co_await write_error_and_close(c, method, path_of(target), 503, "the server is shutting down",
+                                     version);
       co_return;
     }
     if (!parser.is_done()) {
@@ -294,14 +300,14 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
                                                  asio::as_tuple(asio::use_awaitable));
       c.disarm();
       if (bec) {
-        co_await read_failed(c, target, version, bec, "body", options_.body_timeout);
+        co_await read_failed(c, method, target, version, bec, "body", options_.body_timeout);
         co_return;
       }
     }
     if (c.aborted) co_return;
 
     HttpRequest request;
-    request.method = std::string(req.method_string());
+    request.method = method;
     request.target = target;
     request.path = path_of(target);
     if (const auto q = target.find('?'); q != std::string::npos) request.query = target.substr(q + 1);
@@ -335,7 +341,7 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
       close_after = true;
     }
     if (close_after && !slot->called.exchange(true))
-      c.response = format_error(path, 500, "internal error: the request handler failed");
+      c.response = format_error(method, path, 500, "internal error: the request handler failed");
     while (!c.response && !c.aborted) {
       c.wake.expires_at(asio::steady_timer::time_point::max());
       co_await c.wake.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -388,11 +394,11 @@ asio::awaitable<bool> HttpServer::Impl::write_response(Connection& c, HttpRespon
   co_return !ec && !c.aborted;
 }
 
-asio::awaitable<void> HttpServer::Impl::write_error_and_close(Connection& c, std::string path,
-                                                              int status,
+asio::awaitable<void> HttpServer::Impl::write_error_and_close(Connection& c, std::string method,
+                                                              std::string path, int status,
                                                               std::string message,
                                                               unsigned version) {
-  HttpResponse r = format_error(path, status, message);
+  HttpResponse r = format_error(method, path, status, message);
   if (co_await write_response(c, std::move(r), version, false, false)) co_await linger_close(c);
 }
 

@@ -106,10 +106,12 @@ class HttpServer {
   // calling respond, the client gets a 500 and the connection closes.
   using Handler = std::function<void(HttpRequest&& request, Respond respond)>;
   // Formats the server's own errors (400, 408, 413, 431, 500, 503) in the
-  // body shape of the API at `path`; called on an I/O thread. The status of
-  // the result is forced to `status`. Empty: a {"error": message} body.
-  using ErrorFormatter =
-      std::function<HttpResponse(std::string_view path, int status, const std::string& message)>;
+  // body shape of the API at `path`; called on an I/O thread, once per such
+  // response (so it may also log or count it). `method` is the request's
+  // ("-" when its header never arrived whole). The status of the result is
+  // forced to `status`. Empty: a {"error": message} body.
+  using ErrorFormatter = std::function<HttpResponse(
+      std::string_view method, std::string_view path, int status, const std::string& message)>;
 
   // Makes a server that is not yet listening.
   HttpServer(HttpOptions options, Handler handler, ErrorFormatter errors);

@@ -111,15 +111,17 @@ struct HttpServer::Impl {
   asio::awaitable<void> serve(Connection& c);
   asio::awaitable<bool> write_response(Connection& c, HttpResponse response, unsigned version,
                                        bool keep_alive, bool head);
-  asio::awaitable<void> write_error_and_close(Connection& c, std::string path, int status,
-                                              std::string message, unsigned version);
+  asio::awaitable<void> write_error_and_close(Connection& c, std::string method, std::string path,
+                                              int status, std::string message, unsigned version);
   // Answers a failed header or body read (408, 413, 431, 400) and closes, or
   // just returns when the client went away.
-  asio::awaitable<void> read_failed(Connection& c, std::string target, unsigned version,
+  asio::awaitable<void> read_failed(Connection& c, std::string method, std::string target,
+                                    unsigned version,
                                     boost::system::error_code ec, std::string_view part,
                                     std::chrono::milliseconds timeout);
   asio::awaitable<void> linger_close(Connection& c);
-  HttpResponse format_error(std::string_view path, int status, const std::string& message);
+  HttpResponse format_error(std::string_view method, std::string_view path, int status,
+                            const std::string& message);
   // The Respond of one request: posts its response to the connection's strand.
   Respond make_respond(std::shared_ptr<ResponseSlot> slot);
   // HttpRequest::post of one request on connection `c`.

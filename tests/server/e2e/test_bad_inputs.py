@@ -381,6 +381,11 @@ def test_body_over_a_small_limit(strict_server):
     r, _ = _headers_only(port, TEI, 70_000)
     check(TEI, r, 413)
     e2e.assert_serves(port)
+    # The HTTP layer's own answers are logged like the routes' (--log-level
+    # info is the default): the three 413s above on /embed, one on OpenAI's.
+    logged = e2e.logged_requests(strict_server, "POST", "/embed")
+    assert logged.get(413, 0) >= 3, f"413s logged on /embed: {logged}"
+    assert e2e.logged_requests(strict_server, "POST", "/v1/embeddings").get(413, 0) >= 1
 
 
 def test_chunked_body_is_accepted(port):
