@@ -30,7 +30,8 @@ namespace nb = nanobind;
 using namespace nanobind::literals;
 
 // A numpy array that owns `values`: the vector is moved into a capsule, its
-// buffer becomes the array's (no copy). GIL held.
+// buffer becomes the array's (no copy). GIL held. (Token ids; the float32
+// results go through to_numpy, which is cheaper.)
 template <typename T>
 nb::ndarray<nb::numpy, T> owned_array(std::vector<T>&& values, const Shape& shape) {
   auto* owned = new std::vector<T>(std::move(values));
@@ -38,9 +39,22 @@ nb::ndarray<nb::numpy, T> owned_array(std::vector<T>&& values, const Shape& shap
   std::vector<size_t> dims(shape.begin(), shape.end());
   return nb::ndarray<nb::numpy, T>(owned->data(), dims.size(), dims.data(), owner);
 }
-inline nb::ndarray<nb::numpy, float> to_numpy(std::vector<float>&& values, const Shape& shape) {
-  return owned_array(std::move(values), shape);
-}
+
+// ---- result arrays (arrays.cpp: NumPy's C API) ----
+// A numpy.ndarray made by the functions below (typed so for the stubs).
+inline bool is_object(PyObject*) { return true; }
+class F32Array : public nb::object {
+  NB_OBJECT_DEFAULT(F32Array, object, "numpy.typing.NDArray[numpy.float32]", is_object)
+};
+// Loads NumPy's C API; at import, before anything below.
+void init_numpy();
+// A float32 numpy array of `shape` that owns `values` (moved into a capsule,
+// its base: no copy). GIL held.
+F32Array to_numpy(std::vector<float>&& values, const Shape& shape);
+// A new, uninitialised float32 numpy array of `shape` that owns its buffer;
+// *data points at it (to be filled, also with the GIL released, while the
+// caller holds the array). GIL held.
+F32Array empty_f32(const Shape& shape, float** data);
 
 // ---- errors (errors.cpp) ----
 // Installs the fanin::Error -> fanin.<Code> translator and _set_error_types.

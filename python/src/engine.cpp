@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <numeric>
 
@@ -44,6 +45,36 @@ std::string utf8_of(nb::handle item, size_t index, const char* op) {
   throw nb::type_error((std::string("[") + op + "] input " + std::to_string(index) + " is " +
                         nb::type_name(item.type()).c_str() + ", expected str or bytes")
                            .c_str());
+}
+
+// One text's UTF-8 bytes where they lie: a str's cached UTF-8 form (or a
+// bytes object's buffer), valid while the caller holds the object, so that
+// they can be copied with the GIL released. Empty `owned` unless the str
+// needed an error handler (lone surrogates), then the bytes are in it.
+struct Utf8View {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::string owned;
+  std::string str() const { return data != nullptr ? std::string(data, size) : owned; }
+};
+
+Utf8View utf8_view(nb::handle item, const char* op) {
+  Utf8View v;
+  if (PyUnicode_Check(item.ptr())) {
+    Py_ssize_t size = 0;
+    if (const char* s = PyUnicode_AsUTF8AndSize(item.ptr(), &size)) {
+      v.data = s;
+      v.size = static_cast<size_t>(size);
+      return v;
+    }
+    PyErr_Clear();
+  } else if (PyBytes_Check(item.ptr())) {
+    v.data = PyBytes_AS_STRING(item.ptr());
+    v.size = static_cast<size_t>(PyBytes_GET_SIZE(item.ptr()));
+    return v;
+  }
+  v.owned = utf8_of(item, 0, op);  // the error handlers, or the TypeError
+  return v;
 }
 
 std::vector<std::string> texts_of(nb::handle texts, const char* op) {
@@ -415,6 +446,50 @@ void bind_engine(nb::module_& m) {
           },
           "texts"_a, "chunk"_a, "priority"_a, "timeout"_a.none(), "truncate"_a,
           "Embeddings of texts, [n, dim], row i for texts[i]; blocks with the GIL released.")
+      .def(
+          "encode_one",
+          [](PyEngine& e, nb::handle text, int chunk, int priority, std::optional<double> timeout) {
+            // encode(one str or bytes), the fast path (docs/python.md,
+            // "Design"): one request; the GIL released once, for the copy of
+            // the text, the submit, the wait, the copy of the row into the
+            // [dim] array made before it, and the free of the response.
+            const Utf8View view = utf8_view(text, "encode");
+            if (chunk < 1)
+              throw Error(ErrorCode::kInvalidArgument,
+                          "[encode] batch_size must be >= 1, got " + std::to_string(chunk));
+            const int64_t dim = e->info().output_shape.at(0);
+            auto token = std::make_shared<CancelToken>();
+            const RequestOptions o = request_options(priority, timeout, token);
+            float* out = nullptr;
+            F32Array array = empty_f32({dim}, &out);
+            std::future<Response> f;
+            for (bool first = true;; first = false) {
+              {
+                GilRelease nogil;
+                if (first) {
+                  std::vector<std::string> texts;
+                  texts.push_back(view.str());
+                  f = e->submit_texts(std::move(texts), o);
+                }
+                if (f.wait_for(milliseconds(50)) == std::future_status::ready) {
+                  Response r = f.get();
+                  if (r.output.size() != static_cast<size_t>(dim))
+                    throw Error(ErrorCode::kDeviceError,
+                                "[encode] the engine returned " + std::to_string(r.output.size()) +
+                                    " floats for one text, expected " + std::to_string(dim));
+                  std::memcpy(out, r.output.data(), r.output.size() * sizeof(float));
+                  break;  // r is freed here, with the GIL released
+                }
+              }
+              if (PyErr_CheckSignals() != 0) {
+                token->cancel();
+                throw nb::python_error();
+              }
+            }
+            return array;
+          },
+          "text"_a, "chunk"_a, "priority"_a, "timeout"_a.none(),
+          "The [dim] embedding of one str or bytes; blocks with the GIL released (once).")
       .def(
           "run",
           [](PyEngine& e, const F32In& x, int priority, std::optional<double> timeout) {
