@@ -168,11 +168,9 @@ class SentenceEncoder(_Front):
         """Queues ``sentences`` and returns at once a Future of their embeddings
         (``[dim]`` for one string, ``[n, dim]`` for a list). Raises QueueFull or
         InvalidArgument at once; cancelling the Future cancels the request."""
-        texts, wrap = self._request(sentences)
-        return _requests.future(
-            lambda token, done: self._core.submit_texts(texts, done, token, priority, timeout, True),
-            wrap,
-        )
+        fut = _requests._Future()
+        self._core.submit_texts_to(sentences, fut, fut._token, priority, timeout, True)
+        return fut
 
     async def embed(
         self, sentences: Texts, priority: int = 0, timeout: Optional[float] = None

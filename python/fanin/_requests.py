@@ -1,10 +1,12 @@
 """Engine requests as concurrent.futures.Future objects and asyncio awaitables.
 
-The compiled module's ``submit_*`` methods take ``done(result, error)``, which
-the module's completer thread calls exactly once (holding the GIL; never an
-engine worker, which only queues the completion). Here it completes a Future
-directly (Future is thread-safe; its done-callbacks run on the completer), or
-hands over to the event loop with ``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
+The compiled module completes a request on its completer thread, exactly
+once and holding the GIL (never on an engine worker, which only queues the
+completion): a Future with ``set_result``/``set_exception`` (its
+``submit_*_to`` methods; Future is thread-safe, its done-callbacks run on the
+completer), or a callable ``done(result, error)`` (its ``submit_*``
+methods), which for asyncio hands over to the event loop with
+``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
 the request through its CancelToken: the engine drops it before it runs, or
 discards its result.
 """
@@ -28,11 +30,24 @@ def _identity(x: Any) -> Any:
 
 
 class _Future(concurrent.futures.Future):
-    """A Future whose wait raises on the completer thread (in a done-callback),
-    where it would wait forever: only that thread can complete it."""
+    """The Future of one request: the compiled module completes it on the
+    completer thread (set_result / set_exception); cancelling it cancels the
+    request through its token. Its wait raises on the completer thread (in a
+    done-callback), where it would wait forever: only that thread can
+    complete it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._token = _fanin.CancelToken()
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._token.cancel()  # the engine drops the request, or discards its result
+        return True
 
     def _check_thread(self) -> None:
-        if not self.done() and threading.get_ident() == _fanin._completer_ident():
+        if threading.get_ident() == _fanin._completer_ident() and not self.done():
             raise RuntimeError(
                 "waiting on a fanin Future in a done-callback would never end: done-callbacks "
                 "run on fanin's completer thread, which completes the Future"
@@ -45,29 +60,6 @@ class _Future(concurrent.futures.Future):
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         self._check_thread()
         return super().exception(timeout)
-
-
-def future(submit: Submit, wrap: Wrap = _identity) -> concurrent.futures.Future:
-    """Calls ``submit(token, done)`` and returns the Future that ``done`` completes."""
-    fut: concurrent.futures.Future = _Future()
-    token = _fanin.CancelToken()
-
-    def done(result: Any, error: Optional[BaseException]) -> None:
-        try:
-            if error is None:
-                fut.set_result(wrap(result))
-            else:
-                fut.set_exception(error)
-        except concurrent.futures.InvalidStateError:
-            pass  # the caller cancelled it meanwhile
-
-    def on_done(f: concurrent.futures.Future) -> None:
-        if f.cancelled():
-            token.cancel()
-
-    fut.add_done_callback(on_done)
-    submit(token, done)  # raises at once (QueueFull, InvalidArgument, ...)
-    return fut
 
 
 async def awaitable(submit: Submit, wrap: Wrap = _identity) -> Any:

@@ -76,10 +76,12 @@ std::set<Engine*> g_live;
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
-// One callback to run on the completer (or only a callable to drop).
+// One callback to run on the completer (or only a target to drop).
 struct Completion {
+  enum Kind : uint8_t { kDrop, kCall, kFuture };
   PyObject* fn;  // a strong reference, given up with the GIL held (or leaked at exit)
-  bool call;     // false: drop fn without calling it
+  Kind kind;     // kDrop: drop fn; kCall: fn(result, error); kFuture: fn.set_result/set_exception
+  bool first_row;  // the result is the response's row 0
   Response response;
   std::optional<Error> error;
 };
@@ -99,13 +101,54 @@ std::atomic<Completer*> g_completer{new Completer()};
 std::atomic<unsigned long> g_completer_ident{0};  // threading.get_ident() of the completer
 thread_local int t_batch_counted = 0;  // 1 on the completer while its batch counts in g_outside
 
+// Interned names and concurrent.futures.InvalidStateError, made on the
+// completer's first Future (GIL held) and never released.
+struct FutureNames {
+  PyObject* set_result = PyUnicode_InternFromString("set_result");
+  PyObject* set_exception = PyUnicode_InternFromString("set_exception");
+  PyObject* invalid_state = nullptr;
+  FutureNames() {
+    if (PyObject* m = PyImport_ImportModule("concurrent.futures")) {
+      invalid_state = PyObject_GetAttrString(m, "InvalidStateError");
+      Py_DECREF(m);
+    }
+    if (set_result == nullptr || set_exception == nullptr || invalid_state == nullptr)
+      throw nb::python_error();
+  }
+};
+
+// Completes the Future `fut` with the result or the error; a Future
+// cancelled meanwhile (InvalidStateError) is left as it is.
+void complete_future(nb::handle fut, Completion& c) {
+  static FutureNames* names = new FutureNames();
+  nb::object arg;
+  if (c.error) {
+    arg = to_python(*c.error);
+  } else {
+    Shape shape = c.response.shape;
+    if (c.first_row && !shape.empty()) shape.erase(shape.begin());
+    arg = to_numpy(std::move(c.response.output), shape);
+  }
+  PyObject* r = PyObject_CallMethodOneArg(fut.ptr(), c.error ? names->set_exception : names->set_result,
+                                          arg.ptr());
+  if (r != nullptr) {
+    Py_DECREF(r);
+  } else if (PyErr_ExceptionMatches(names->invalid_state)) {
+    PyErr_Clear();  // the caller cancelled it meanwhile
+  } else {
+    throw nb::python_error();
+  }
+}
+
 // One callback, GIL held; nothing escapes.
 void run_one(Completion& c) noexcept {
   nb::object fn = nb::steal(c.fn);
   c.fn = nullptr;
-  if (!c.call) return;
+  if (c.kind == Completion::kDrop) return;
   try {
-    if (c.error)
+    if (c.kind == Completion::kFuture)
+      complete_future(fn, c);
+    else if (c.error)
       fn(nb::none(), to_python(*c.error));
     else
       fn(to_numpy(std::move(c.response.output), c.response.shape), nb::none());
@@ -217,18 +260,22 @@ GilRelease::~GilRelease() {
   g_outside.fetch_sub(1);
 }
 
-PyCallback::PyCallback(nb::callable fn) : fn_(fn.release().ptr()) {}
+PyCallback::PyCallback(nb::callable fn) : target_(fn.release().ptr()) {}
+
+PyCallback::PyCallback(nb::handle future, bool first_row)
+    : target_(future.inc_ref().ptr()), future_(true), first_row_(first_row) {}
 
 PyCallback::~PyCallback() {
-  if (fn_ != nullptr) enqueue(Completion{fn_, false, {}, std::nullopt});
+  if (target_ != nullptr) enqueue(Completion{target_, Completion::kDrop, false, {}, std::nullopt});
 }
 
 void PyCallback::complete(Response response, const Error* error) noexcept {
-  PyObject* fn = std::exchange(fn_, nullptr);
+  PyObject* fn = std::exchange(target_, nullptr);
   if (fn == nullptr) return;
   std::optional<Error> e;
   if (error != nullptr) e.emplace(*error);
-  enqueue(Completion{fn, true, std::move(response), std::move(e)});
+  enqueue(Completion{fn, future_ ? Completion::kFuture : Completion::kCall, first_row_,
+                     std::move(response), std::move(e)});
 }
 
 void register_engine(Engine* engine) {

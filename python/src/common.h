@@ -79,23 +79,28 @@ class GilRelease {
 
 // A Python callable called at most once, on the completer thread, as
 // fn(result, error): the result as a numpy array and None, or None and a
-// fanin.Error (Note [The completer]). Holding, completing or dropping it
-// needs no GIL and takes none: the call, or the drop of an uncalled
-// callable, is queued for the completer (which, at interpreter exit, leaks
-// the callable rather than touch the interpreter).
+// fanin.Error; or a concurrent.futures.Future completed there with
+// set_result(result) or set_exception(error) (Note [The completer]).
+// Holding, completing or dropping it needs no GIL and takes none: the call,
+// or the drop of an uncalled target, is queued for the completer (which, at
+// interpreter exit, leaks the target rather than touch the interpreter).
 class PyCallback {
  public:
   explicit PyCallback(nb::callable fn);  // GIL held
+  // first_row: the result is row 0 of the response ([dim] for one text).
+  PyCallback(nb::handle future, bool first_row);  // GIL held
   ~PyCallback();
   PyCallback(const PyCallback&) = delete;
   PyCallback& operator=(const PyCallback&) = delete;
 
-  // Queues fn(response as numpy, None) or fn(None, error); later calls do
+  // Queues the call or the completion of the Future; later calls do
   // nothing. Any thread, no GIL.
   void complete(Response response, const Error* error) noexcept;
 
  private:
-  PyObject* fn_;  // a strong reference until completed
+  PyObject* target_;  // a strong reference until completed
+  bool future_ = false;
+  bool first_row_ = false;
 };
 
 // Engines register while they live, so that interpreter exit cancels them.

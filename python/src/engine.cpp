@@ -306,6 +306,13 @@ Engine::Callback callback_of(nb::callable done) {
   return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
 }
 
+// The same for a concurrent.futures.Future, completed on the completer with
+// set_result / set_exception (no Python callable in between).
+Engine::Callback callback_to(nb::handle future, bool first_row) {
+  auto cb = std::make_shared<PyCallback>(future, first_row);
+  return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
+}
+
 std::unique_ptr<PyEngine> engine_for_encoder(const std::string& folder, const std::string& devices,
                                              const std::string& dtype, int max_length,
                                              const EngineOptions& options) {
@@ -524,7 +531,41 @@ void bind_engine(nb::module_& m) {
             e->submit_texts(std::move(strings), o, std::move(cb));
           },
           "texts"_a, "done"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(), "truncate"_a,
-          "Submits texts; done(result [n, dim], error) is called once, on the completer thread.");
+          "Submits texts; done(result [n, dim], error) is called once, on the completer thread.")
+      .def(
+          "submit_rows_to",
+          [](PyEngine& e, const F32In& x, nb::handle future, const PyCancelToken* token,
+             int priority, std::optional<double> timeout) {
+            const RequestOptions o = request_options(priority, timeout, token_of(token));
+            const Rows rows = rows_of(e->info(), x, "Engine.submit");
+            Engine::Callback cb = callback_to(future, false);
+            GilRelease nogil;
+            rows.submit(*e, o, std::move(cb));
+          },
+          "x"_a, "future"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
+          "Submits rows; the concurrent.futures.Future gets the result or the error, on the "
+          "completer thread.")
+      .def(
+          "submit_texts_to",
+          [](PyEngine& e, nb::handle texts, nb::handle future, const PyCancelToken* token,
+             int priority, std::optional<double> timeout, bool truncate) {
+            // One str or bytes: its [dim] row; else a sequence: [n, dim].
+            const bool one = PyUnicode_Check(texts.ptr()) || PyBytes_Check(texts.ptr());
+            std::vector<std::string> strings;
+            Utf8View view;
+            if (one)
+              view = utf8_view(texts, "submit");
+            else
+              strings = texts_of(texts, "submit");
+            const RequestOptions o = request_options(priority, timeout, token_of(token), truncate);
+            Engine::Callback cb = callback_to(future, one);
+            GilRelease nogil;
+            if (one) strings.push_back(view.str());
+            e->submit_texts(std::move(strings), o, std::move(cb));
+          },
+          "texts"_a, "future"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(), "truncate"_a,
+          "Submits one text ([dim] result) or a sequence ([n, dim]); the concurrent.futures.Future "
+          "gets the result or the error, on the completer thread.");
 }
 
 }  // namespace fanin::python

@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import fanin
 from fanin import _fanin
@@ -73,6 +74,36 @@ def test_engine_completes_requests_while_python_holds_the_gil():
         for f in futures:
             f.result(timeout=30)
         assert completed >= n + 1, completed  # the warm-up run and all n
+
+
+def test_a_future_cancelled_after_its_request_ran_stays_cancelled(monkeypatch):
+    """The engine has finished the request but the completer has not set the
+    Future's result (this thread keeps the GIL): cancel() wins, and the
+    completer drops the late result without an error."""
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    switch = sys.getswitchinterval()
+    with fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1, max_batch_size=1,
+                      max_queue_delay=0) as e:
+        x = np.ones(4, np.float32)
+        e.run(x)  # warm
+        try:
+            sys.setswitchinterval(100.0)  # this thread keeps the GIL below
+            f = e.submit(x)
+            end = time.perf_counter() + 5
+            while e.metrics()["completed"] < 2 and time.perf_counter() < end:
+                pass
+            ran = e.metrics()["completed"] == 2
+            done_before = f.done()
+            cancelled = f.cancel()
+        finally:
+            sys.setswitchinterval(switch)
+        assert e.drain(30)  # the completer has tried to set the result
+    assert ran and not done_before and cancelled
+    assert f.cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):
+        f.result(timeout=1)
+    assert unraisable == []
 
 
 def test_a_done_callback_waiting_for_another_request_raises(mlp_engine):

@@ -58,6 +58,9 @@ def test_submit_futures(encoder, refs):
         assert cosine(f.result(timeout=60), want) >= 0.9999
     many = encoder.submit(refs["sentences"][:3]).result(timeout=60)
     assert many.shape == (3, 384)
+    assert encoder.submit(b"bytes").result(timeout=60).shape == (384,)
+    assert encoder.submit(("a", "b")).result(timeout=60).shape == (2, 384)
+    assert encoder.submit(iter(["a"])).result(timeout=60).shape == (1, 384)
 
 
 def test_1000_asyncio_tasks_all_resolve(encoder):
