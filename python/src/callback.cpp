@@ -55,7 +55,9 @@
 // g_exiting or is waited for.
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -246,18 +248,73 @@ void flush_completions() {
   k->idle.wait(lock, [&] { return k->finished >= target; });
 }
 
+// Note [Spinning for the GIL]
+// A thread that gets its result back calls PyEval_RestoreThread; while
+// another thread holds the GIL, CPython puts it to sleep on the GIL's
+// condition variable, and the holder's release wakes one sleeper, which
+// takes the GIL only once the OS has run it again: the GIL is idle for that
+// wake-up, once per call when 32 threads take turns. With
+// FANIN_GIL_SPIN_US=N (read at import; 0, the default, turns this off; or
+// _fanin._gil_spin) up to FANIN_GIL_SPINNERS (default 1) returning threads
+// at a time instead spin, for at most N us, while g_held says that a
+// thread took the GIL back in ~GilRelease and has not released it in a
+// GilRelease since, and call PyEval_RestoreThread once it does, which then
+// finds the GIL free. g_held is a hint, not a lock: a holder that releases
+// the GIL elsewhere (time.sleep, a lock, the end of its thread) only makes
+// a spinner spin to its limit and then block as without this, until the
+// next release in a GilRelease clears it; a release that clears it just
+// after another thread took the GIL only makes a spinner block.
+namespace {
+std::atomic<bool> g_held{false};  // see Note [Spinning for the GIL]
+std::atomic<int> g_spinners{0};   // threads spinning now
+std::atomic<int64_t> g_spin_ns{0};
+std::atomic<int> g_max_spinners{1};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+void spin_for_gil() {
+  const int64_t ns = g_spin_ns.load(std::memory_order_relaxed);
+  if (ns <= 0 || !g_held.load(std::memory_order_relaxed)) return;
+  if (g_spinners.fetch_add(1, std::memory_order_relaxed) < g_max_spinners.load(std::memory_order_relaxed)) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+    for (int i = 0; g_held.load(std::memory_order_relaxed); ++i) {
+      cpu_relax();
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() >= end) break;
+    }
+  }
+  g_spinners.fetch_sub(1, std::memory_order_relaxed);
+}
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long long x = std::strtoll(v, &end, 10);
+  return (end != nullptr && *end == '\0' && x >= 0) ? static_cast<int64_t>(x) : fallback;
+}
+}  // namespace
+
 GilRelease::GilRelease() {
   g_outside.fetch_add(1);
   state_ = PyEval_SaveThread();
+  g_held.store(false, std::memory_order_relaxed);
 }
 
 GilRelease::~GilRelease() {
+  spin_for_gil();
   if (g_exiting.load() && std::this_thread::get_id() != g_exit_thread.load()) {
     g_outside.fetch_sub(1 + t_batch_counted);  // the completer's batch will not end either
     park();
   }
   PyEval_RestoreThread(state_);
   g_outside.fetch_sub(1);
+  g_held.store(true, std::memory_order_relaxed);
 }
 
 PyCallback::PyCallback(nb::callable fn) : target_(fn.release().ptr()) {}
@@ -299,6 +356,19 @@ void bind_lifetime(nb::module_& m) {
            }) == 0;
   }();
   (void)at_fork;
+  g_spin_ns.store(std::min<int64_t>(env_int("FANIN_GIL_SPIN_US", 0), 1000000) * 1000);
+  g_max_spinners.store(static_cast<int>(std::min<int64_t>(env_int("FANIN_GIL_SPINNERS", 1), 64)));
+  m.def(
+      "_gil_spin",
+      [](double us, int spinners) {
+        g_spin_ns.store(static_cast<int64_t>(std::max(0.0, std::min(us, 1e6)) * 1000));
+        g_max_spinners.store(std::max(0, std::min(spinners, 64)));
+      },
+      "us"_a, "spinners"_a = 1,
+      "Testing and benchmarks: Note [Spinning for the GIL] (0 us: off), as FANIN_GIL_SPIN_US does.");
+  m.def(
+      "_gil_held", [] { return g_held.load(); },
+      "Note [Spinning for the GIL]'s hint: a thread took the GIL back in fanin and holds it.");
   m.def("_shutdown", &shutdown,
         "Cancels every live engine before the interpreter finalizes (registered with atexit).");
   m.def(
