@@ -136,6 +136,8 @@ def main() -> int:
     ap.add_argument("--keep-tiny", help="make the tiny model in this folder and keep it")
     ap.add_argument("--sentences", default="bench/data/queue_sentences.txt")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, help="the encoder's dtype (default float32)")
+    ap.add_argument("--engine-warmup", action="store_true", help="warm-up batches before measuring (GPU)")
     ap.add_argument("--mode", default="encode,submit,run",
                     help="comma-separated: encode, submit (submit(s).result()), run (Engine.run on an MLP 4->4)")
     ap.add_argument("--threads", default="1,32")
@@ -166,9 +168,12 @@ def main() -> int:
 def run(args: argparse.Namespace, model_dir: str, modes: list[str], sentences: list[str],
         tiny: bool) -> int:
     n = len(sentences)
-    opts = dict(workers=args.workers, max_batch_size=args.max_batch,
-                max_queue_delay=args.max_delay_us * 1e-6)
-    enc = fanin.SentenceEncoder(model_dir, device=args.device, **opts) if {"encode", "submit"} & set(modes) else None
+    opts: dict[str, Any] = dict(workers=args.workers, max_batch_size=args.max_batch,
+                                max_queue_delay=args.max_delay_us * 1e-6)
+    if args.engine_warmup:
+        opts["warmup"] = True
+    enc = (fanin.SentenceEncoder(model_dir, device=args.device, dtype=args.dtype, **opts)
+           if {"encode", "submit"} & set(modes) else None)
     mlp = fanin.Engine(fanin.Model.mlp(dims=[4, 4], device=args.device), **opts) if "run" in modes else None
     x = np.ones(4, np.float32)
     calls = {
@@ -184,7 +189,10 @@ def run(args: argparse.Namespace, model_dir: str, modes: list[str], sentences: l
         return 0
 
     out: dict[str, Any] = {"python": sys.version.split()[0], "model_dir": model_dir, "tiny": tiny,
-                           "device": args.device, "settings": opts, "results": []}
+                           "device": args.device, "dtype": args.dtype or "float32", "settings": opts,
+                           "gil_spin_us": os.environ.get("FANIN_GIL_SPIN_US", "0"),
+                           "gil_spinners": os.environ.get("FANIN_GIL_SPINNERS", "1"),
+                           "results": []}
     for mode in modes:
         engine = mlp if mode == "run" else enc
         for threads in (int(t) for t in args.threads.split(",")):
@@ -200,7 +208,8 @@ def run(args: argparse.Namespace, model_dir: str, modes: list[str], sentences: l
             best["mode"] = mode
             out["results"].append(best)
             print(f"{mode:7s} {threads:3d} threads: {best['calls_per_s']:9.0f} calls/s, "
-                  f"mean batch {best['mean_batch']:.1f}", flush=True)
+                  f"mean batch {best['mean_batch']:.1f} (GIL spin {out['gil_spin_us']} us "
+                  f"x{out['gil_spinners']})", flush=True)
     for e in (enc, mlp):
         if e is not None:
             e.close()
