@@ -8,7 +8,7 @@
 #   3. bench/python/bench_overhead.py on all-MiniLM-L6-v2 (f16): $THREADS
 #      Python threads calling encode(sentence) and submit(sentence).result(),
 #      and 1 thread, with FANIN_GIL_SPIN_US 0 (the default), 20 and 50 (one
-#      spinner) and 50 with 2 spinners; calls/s and the engine's mean batch;
+#      spinner), 50 with 2 and 100 with 4 spinners; calls/s and mean batch;
 #   4. the same (spin 0 and 50) on the tiny 1-layer, hidden-32 BERT with the
 #      same vocabulary, and its C++ queue figure: the Python side's cost when
 #      the model's compute is almost nothing;
@@ -20,7 +20,7 @@
 # `bash scripts/build_python_wheel.sh`):
 #   run command: bash scripts/gpu_python_gil.sh   carry: [".devcache/python"]
 # Environment: SECS (5: measured seconds per figure), THREADS (32), PYTHON
-# (python3), SPINS ("0 20 50 50x2": FANIN_GIL_SPIN_US values, NxS = S spinners).
+# (python3), SPINS ("0 20 50 50x2 100x4": FANIN_GIL_SPIN_US values, NxS = S spinners).
 # Local dry run (CPU, a Python 3.12 with numpy):
 #   DRY=1 PYTHON=python3.12 SECS=1 THREADS=4 OUT=/tmp/gil_dry bash scripts/gpu_python_gil.sh
 set -uo pipefail
@@ -34,7 +34,7 @@ export PYTHONUNBUFFERED=1
 D=${DEVCACHE:-.devcache/python}
 SECS=${SECS:-5}
 THREADS=${THREADS:-32}
-SPINS=${SPINS:-0 20 50 50x2}
+SPINS=${SPINS:-0 20 50 50x2 100x4}
 MAX_BATCH=256
 DELAY_US=200
 WORKERS=2
