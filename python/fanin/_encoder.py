@@ -169,7 +169,7 @@ class SentenceEncoder(_Front):
         (``[dim]`` for one string, ``[n, dim]`` for a list). Raises QueueFull or
         InvalidArgument at once; cancelling the Future cancels the request."""
         fut = _requests._Future()
-        self._core.submit_texts_to(sentences, fut, fut._token, priority, timeout, True)
+        self._core.submit_texts_to(sentences, fut, fut._outcome, fut._token, priority, timeout, True)
         return fut
 
     async def embed(

@@ -117,7 +117,7 @@ class Engine(_Front):
     ) -> concurrent.futures.Future:
         """As ``run``, returning a Future at once; cancelling it cancels the request."""
         fut = _requests._Future()
-        self._core.submit_rows_to(x, fut, fut._token, priority, timeout)
+        self._core.submit_rows_to(x, fut, fut._outcome, fut._token, priority, timeout)
         return fut
 
     async def run_async(

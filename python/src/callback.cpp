@@ -82,10 +82,10 @@ std::set<Engine*> g_live;
 struct Completion {
   enum Kind : uint8_t { kDrop, kCall, kFuture };
   PyObject* fn;  // a strong reference, given up with the GIL held (or leaked at exit)
-  Kind kind;     // kDrop: drop fn; kCall: fn(result, error); kFuture: fn.set_result/set_exception
-  bool first_row;  // the result is the response's row 0
+  Kind kind;     // kDrop: drop fn; kCall: fn(result, error); kFuture: claim_outcome(fn, *outcome)
   Response response;
   std::optional<Error> error;
+  std::shared_ptr<Outcome> outcome;  // kFuture
 };
 
 // The completer's state: Note [The completer]. Never freed.
@@ -119,19 +119,43 @@ struct FutureNames {
   }
 };
 
-// Completes the Future `fut` with the result or the error; a Future
-// cancelled meanwhile (InvalidStateError) is left as it is.
-void complete_future(nb::handle fut, Completion& c) {
+}  // namespace
+
+// Note [Waiting on a Future]
+// A Future of submit holds an Outcome that the engine's callback fills
+// (under its mutex, no GIL) before it queues the completion. Both the
+// completer and a thread blocked in Future.result() / exception()
+// (fanin/_requests.py) may complete the Future from it: the waiter waits on
+// the Outcome's condition variable with the GIL released, so that the
+// engine wakes it directly, and when it has the GIL back claims the Outcome
+// and calls set_result itself, unless the Future has done-callbacks (those
+// run on the completer); the completer claims what no waiter took. Claims
+// are made with the GIL held, so once a thread holds the GIL and finds the
+// Outcome claimed, the claimer has completed the Future. A waiter thus
+// takes the GIL once per result, without the completer's turn at the GIL
+// and the Future's condition variable in between; cancel() wakes it.
+bool claim_outcome(nb::handle fut, Outcome& o) {
   static FutureNames* names = new FutureNames();
-  nb::object arg;
-  if (c.error) {
-    arg = to_python(*c.error);
-  } else {
-    Shape shape = c.response.shape;
-    if (c.first_row && !shape.empty()) shape.erase(shape.begin());
-    arg = to_numpy(std::move(c.response.output), shape);
+  Response response;
+  std::optional<Error> error;
+  bool first_row = false;
+  {
+    std::lock_guard<std::mutex> lock(o.mu);
+    if (!o.ready || o.claimed) return false;
+    o.claimed = true;
+    response = std::move(o.response);
+    error = std::move(o.error);
+    first_row = o.first_row;
   }
-  PyObject* r = PyObject_CallMethodOneArg(fut.ptr(), c.error ? names->set_exception : names->set_result,
+  nb::object arg;
+  if (error) {
+    arg = to_python(*error);
+  } else {
+    Shape shape = response.shape;
+    if (first_row && !shape.empty()) shape.erase(shape.begin());
+    arg = to_numpy(std::move(response.output), shape);
+  }
+  PyObject* r = PyObject_CallMethodOneArg(fut.ptr(), error ? names->set_exception : names->set_result,
                                           arg.ptr());
   if (r != nullptr) {
     Py_DECREF(r);
@@ -140,7 +164,10 @@ void complete_future(nb::handle fut, Completion& c) {
   } else {
     throw nb::python_error();
   }
+  return true;
 }
+
+namespace {
 
 // One callback, GIL held; nothing escapes.
 void run_one(Completion& c) noexcept {
@@ -149,7 +176,7 @@ void run_one(Completion& c) noexcept {
   if (c.kind == Completion::kDrop) return;
   try {
     if (c.kind == Completion::kFuture)
-      complete_future(fn, c);
+      claim_outcome(fn, *c.outcome);
     else if (c.error)
       fn(nb::none(), to_python(*c.error));
     else
@@ -319,11 +346,11 @@ GilRelease::~GilRelease() {
 
 PyCallback::PyCallback(nb::callable fn) : target_(fn.release().ptr()) {}
 
-PyCallback::PyCallback(nb::handle future, bool first_row)
-    : target_(future.inc_ref().ptr()), future_(true), first_row_(first_row) {}
+PyCallback::PyCallback(nb::handle future, std::shared_ptr<Outcome> outcome)
+    : target_(future.inc_ref().ptr()), outcome_(std::move(outcome)) {}
 
 PyCallback::~PyCallback() {
-  if (target_ != nullptr) enqueue(Completion{target_, Completion::kDrop, false, {}, std::nullopt});
+  if (target_ != nullptr) enqueue(Completion{target_, Completion::kDrop, {}, std::nullopt, nullptr});
 }
 
 void PyCallback::complete(Response response, const Error* error) noexcept {
@@ -331,8 +358,18 @@ void PyCallback::complete(Response response, const Error* error) noexcept {
   if (fn == nullptr) return;
   std::optional<Error> e;
   if (error != nullptr) e.emplace(*error);
-  enqueue(Completion{fn, future_ ? Completion::kFuture : Completion::kCall, first_row_,
-                     std::move(response), std::move(e)});
+  if (outcome_ != nullptr) {
+    {
+      std::lock_guard<std::mutex> lock(outcome_->mu);
+      outcome_->response = std::move(response);
+      outcome_->error = std::move(e);
+      outcome_->ready = true;
+    }
+    outcome_->cv.notify_all();
+    enqueue(Completion{fn, Completion::kFuture, {}, std::nullopt, outcome_});
+  } else {
+    enqueue(Completion{fn, Completion::kCall, std::move(response), std::move(e), nullptr});
+  }
 }
 
 void register_engine(Engine* engine) {

@@ -16,6 +16,8 @@
 #include <nanobind/ndarray.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,11 +86,30 @@ class GilRelease {
 // Holding, completing or dropping it needs no GIL and takes none: the call,
 // or the drop of an uncalled target, is queued for the completer (which, at
 // interpreter exit, leaks the target rather than touch the interpreter).
+// The outcome of a Future's request (Note [Waiting on a Future] in
+// callback.cpp): the engine's callback fills it (no GIL) and wakes a thread
+// waiting in Future.result(); that thread or the completer, whichever
+// claims it first (GIL held), completes the Future.
+struct Outcome {
+  std::mutex mu;               // guards everything below
+  std::condition_variable cv;  // ready or woken
+  bool ready = false;          // response or error is set
+  bool claimed = false;        // taken to complete the Future
+  bool woken = false;          // a waiter is to stop waiting (the Future was cancelled)
+  bool first_row = false;      // the result is the response's row 0 ([dim] for one text)
+  Response response;
+  std::optional<Error> error;
+};
+// If `o` is ready and unclaimed: claims it and completes `future` with
+// set_result / set_exception (one cancelled meanwhile stays cancelled);
+// true if it claimed. GIL held.
+bool claim_outcome(nb::handle future, Outcome& o);
+
 class PyCallback {
  public:
   explicit PyCallback(nb::callable fn);  // GIL held
-  // first_row: the result is row 0 of the response ([dim] for one text).
-  PyCallback(nb::handle future, bool first_row);  // GIL held
+  // A Future, completed through `outcome` (Note [Waiting on a Future]).
+  PyCallback(nb::handle future, std::shared_ptr<Outcome> outcome);  // GIL held
   ~PyCallback();
   PyCallback(const PyCallback&) = delete;
   PyCallback& operator=(const PyCallback&) = delete;
@@ -99,8 +120,7 @@ class PyCallback {
 
  private:
   PyObject* target_;  // a strong reference until completed
-  bool future_ = false;
-  bool first_row_ = false;
+  std::shared_ptr<Outcome> outcome_;  // for a Future
 };
 
 // Engines register while they live, so that interpreter exit cancels them.

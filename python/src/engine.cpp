@@ -306,11 +306,61 @@ Engine::Callback callback_of(nb::callable done) {
   return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
 }
 
-// The same for a concurrent.futures.Future, completed on the completer with
-// set_result / set_exception (no Python callable in between).
-Engine::Callback callback_to(nb::handle future, bool first_row) {
-  auto cb = std::make_shared<PyCallback>(future, first_row);
+// The Outcome of a Future's request, as Python holds it (_Future._outcome):
+// Note [Waiting on a Future] in callback.cpp.
+struct PyOutcome {
+  std::shared_ptr<Outcome> outcome = std::make_shared<Outcome>();
+};
+
+// The same for a concurrent.futures.Future: the engine fills `o`, and the
+// completer or a waiter completes the Future with set_result /
+// set_exception (no Python callable in between).
+Engine::Callback callback_to(nb::handle future, const PyOutcome& o, bool first_row) {
+  o.outcome->first_row = first_row;
+  auto cb = std::make_shared<PyCallback>(future, o.outcome);
   return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
+}
+
+void bind_outcome(nb::module_& m) {
+  nb::class_<PyOutcome>(m, "Outcome", "The outcome of a Future's request (Note [Waiting on a Future]).")
+      .def(nb::init<>())
+      .def(
+          "wait",
+          [](const PyOutcome& self, std::optional<double> timeout) {
+            // Until the engine has filled it, wake() or `timeout` seconds
+            // (None: no limit), in 50 ms slices with a signal check between.
+            Outcome& o = *self.outcome;
+            using Clock = std::chrono::steady_clock;
+            const auto end = timeout ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                          std::chrono::duration<double>(
+                                                              std::max(0.0, std::min(*timeout, 1e9))))
+                                     : Clock::time_point::max();
+            for (;;) {
+              {
+                GilRelease nogil;
+                std::unique_lock<std::mutex> lock(o.mu);
+                const auto slice = std::min(end, Clock::now() + milliseconds(50));
+                o.cv.wait_until(lock, slice, [&] { return o.ready || o.woken; });
+                if (o.ready) return true;
+                if (o.woken || Clock::now() >= end) return false;
+              }
+              if (PyErr_CheckSignals() != 0) throw nb::python_error();
+            }
+          },
+          "timeout"_a.none(),
+          "Waits (GIL released) until the result or error is in; False on timeout or wake().")
+      .def("claim", [](const PyOutcome& self, nb::handle future) { return claim_outcome(future, *self.outcome); },
+           "future"_a, "Completes the Future from the outcome unless the completer has; GIL held.")
+      .def(
+          "wake",
+          [](const PyOutcome& self) {
+            {
+              std::lock_guard<std::mutex> lock(self.outcome->mu);
+              self.outcome->woken = true;
+            }
+            self.outcome->cv.notify_all();
+          },
+          "Ends a wait() (the Future was cancelled).");
 }
 
 std::unique_ptr<PyEngine> engine_for_encoder(const std::string& folder, const std::string& devices,
@@ -371,6 +421,7 @@ void bind_model(nb::module_& m) {
 
 void bind_engine(nb::module_& m) {
   bind_model(m);
+  bind_outcome(m);
   m.def("available_devices", &Device::available, "Names of the devices present, e.g. ['cpu', 'cuda:0'].");
   m.def(
       "device_names",
@@ -534,21 +585,21 @@ void bind_engine(nb::module_& m) {
           "Submits texts; done(result [n, dim], error) is called once, on the completer thread.")
       .def(
           "submit_rows_to",
-          [](PyEngine& e, const F32In& x, nb::handle future, const PyCancelToken* token,
-             int priority, std::optional<double> timeout) {
+          [](PyEngine& e, const F32In& x, nb::handle future, const PyOutcome& outcome,
+             const PyCancelToken* token, int priority, std::optional<double> timeout) {
             const RequestOptions o = request_options(priority, timeout, token_of(token));
             const Rows rows = rows_of(e->info(), x, "Engine.submit");
-            Engine::Callback cb = callback_to(future, false);
+            Engine::Callback cb = callback_to(future, outcome, false);
             GilRelease nogil;
             rows.submit(*e, o, std::move(cb));
           },
-          "x"_a, "future"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
+          "x"_a, "future"_a, "outcome"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
           "Submits rows; the concurrent.futures.Future gets the result or the error, on the "
           "completer thread.")
       .def(
           "submit_texts_to",
-          [](PyEngine& e, nb::handle texts, nb::handle future, const PyCancelToken* token,
-             int priority, std::optional<double> timeout, bool truncate) {
+          [](PyEngine& e, nb::handle texts, nb::handle future, const PyOutcome& outcome,
+             const PyCancelToken* token, int priority, std::optional<double> timeout, bool truncate) {
             // One str or bytes: its [dim] row; else a sequence: [n, dim].
             const bool one = PyUnicode_Check(texts.ptr()) || PyBytes_Check(texts.ptr());
             std::vector<std::string> strings;
@@ -558,12 +609,13 @@ void bind_engine(nb::module_& m) {
             else
               strings = texts_of(texts, "submit");
             const RequestOptions o = request_options(priority, timeout, token_of(token), truncate);
-            Engine::Callback cb = callback_to(future, one);
+            Engine::Callback cb = callback_to(future, outcome, one);
             GilRelease nogil;
             if (one) strings.push_back(view.str());
             e->submit_texts(std::move(strings), o, std::move(cb));
           },
-          "texts"_a, "future"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(), "truncate"_a,
+          "texts"_a, "future"_a, "outcome"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
+          "truncate"_a,
           "Submits one text ([dim] result) or a sequence ([n, dim]); the concurrent.futures.Future "
           "gets the result or the error, on the completer thread.");
 }

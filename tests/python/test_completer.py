@@ -112,6 +112,73 @@ def test_a_future_cancelled_after_its_request_ran_stays_cancelled(monkeypatch):
     assert unraisable == []
 
 
+def test_a_waiter_completes_its_future_while_the_completer_is_busy(mlp_engine):
+    """Note [Waiting on a Future]: result() is woken by the engine and
+    completes the Future itself, so it returns while the completer is stuck
+    in a done-callback; a Future with a done-callback waits for the
+    completer, which runs the callback."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(result, error):
+        entered.set()
+        release.wait(30)
+
+    x = np.ones(4, np.float32)
+    _submit_raw(mlp_engine, stuck)
+    try:
+        assert entered.wait(30)
+        f = mlp_engine.submit(x)
+        assert f.result(timeout=10).shape == (2,)  # the completer is stuck
+        assert f.done() and f.exception() is None
+        seen = []
+        g = mlp_engine.submit(x)
+        g.add_done_callback(lambda _g: seen.append(threading.get_ident()))
+        with pytest.raises(concurrent.futures.TimeoutError):
+            g.result(timeout=0.3)  # its callback runs on the completer, which is stuck
+    finally:
+        release.set()
+    assert g.result(timeout=30).shape == (2,)
+    assert seen == [_fanin._completer_ident()]
+
+
+def test_cancel_wakes_a_thread_waiting_on_the_future():
+    """A request far back in the queue: cancel() ends a result() that waits
+    for it at once, not when the engine reaches the request; a timeout ends
+    it after that timeout."""
+    with fanin.Engine(fanin.Model.mlp(dims=[512, 2048, 2048, 512]), workers=1,
+                      max_batch_size=1, max_queue_delay=0) as e:
+        busy = [e.submit(np.ones((64, 512), np.float32)) for _ in range(200)]
+        f = e.submit(np.ones(512, np.float32))
+        start = time.perf_counter()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            f.result(timeout=0.2)
+        waited = time.perf_counter() - start
+        assert 0.19 < waited < 2, waited
+        got = []
+
+        def wait() -> None:
+            try:
+                f.result(timeout=60)
+            except BaseException as err:  # checked below
+                got.append(err)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.1)
+        start = time.perf_counter()
+        assert f.cancel()
+        t.join(timeout=30)
+        woke = time.perf_counter() - start
+        assert not t.is_alive()
+        assert len(got) == 1 and isinstance(got[0], concurrent.futures.CancelledError), got
+        assert woke < 2, woke
+        still_busy = sum(not b.done() for b in busy)
+        e.cancel()
+    assert still_busy > 0  # the engine had not reached the cancelled request
+    assert f.cancelled()
+
+
 def test_a_done_callback_waiting_for_another_request_raises(mlp_engine):
     """The completer cannot complete a Future it is waiting on: result()
     there raises instead of hanging."""
