@@ -122,11 +122,16 @@ def closed_loop(call: Callable[[int], Any], threads: int, seconds: float,
     now = time.perf_counter()
     window[:] = [now + warmup, now + warmup + seconds]
     barrier.wait()
+    time.sleep(max(0.0, window[0] - time.perf_counter()))
+    cpu0 = time.process_time()  # the process's CPU time over the measured window (every thread)
+    time.sleep(max(0.0, window[1] - time.perf_counter()))
+    cpu = time.process_time() - cpu0
     for t in ts:
         t.join()
     if errors:
         raise errors[0]
-    return {"threads": threads, "calls": sum(counts), "calls_per_s": sum(counts) / seconds}
+    return {"threads": threads, "calls": sum(counts), "calls_per_s": sum(counts) / seconds,
+            "cpu_us_per_call": cpu / max(1, sum(counts)) * 1e6}
 
 
 def main() -> int:
@@ -208,7 +213,8 @@ def run(args: argparse.Namespace, model_dir: str, modes: list[str], sentences: l
             best["mode"] = mode
             out["results"].append(best)
             print(f"{mode:7s} {threads:3d} threads: {best['calls_per_s']:9.0f} calls/s, "
-                  f"mean batch {best['mean_batch']:.1f} (GIL spin {out['gil_spin_us']} us "
+                  f"mean batch {best['mean_batch']:.1f}, {best['cpu_us_per_call']:.1f} CPU us/call "
+                  f"(GIL spin {out['gil_spin_us']} us "
                   f"x{out['gil_spinners']})", flush=True)
     for e in (enc, mlp):
         if e is not None:

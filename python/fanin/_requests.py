@@ -64,10 +64,14 @@ class _Future(concurrent.futures.Future):
                 "run on fanin's completer thread, which completes the Future"
             )
         end = None if timeout is None else time.monotonic() + timeout
-        if self._outcome.wait(timeout):
-            with self._condition:
-                if not self._done_callbacks:  # else the completer runs them
-                    self._outcome.claim(self)
+        outcome = self._outcome
+        if outcome.wait(timeout):
+            try:
+                with self._condition:
+                    if not self._done_callbacks:  # else the completer runs them
+                        outcome.claim()
+            finally:
+                outcome.hand_back()  # unless claimed: the completer completes it
         return None if end is None else max(0.0, end - time.monotonic())
 
     def result(self, timeout: Optional[float] = None) -> Any:

@@ -82,10 +82,10 @@ std::set<Engine*> g_live;
 struct Completion {
   enum Kind : uint8_t { kDrop, kCall, kFuture };
   PyObject* fn;  // a strong reference, given up with the GIL held (or leaked at exit)
-  Kind kind;     // kDrop: drop fn; kCall: fn(result, error); kFuture: claim_outcome(fn, *outcome)
+  Kind kind;     // kDrop: drop fn (or outcome's Future); kCall: fn(result, error); kFuture: claim_outcome
   Response response;
   std::optional<Error> error;
-  std::shared_ptr<Outcome> outcome;  // kFuture
+  std::shared_ptr<Outcome> outcome;  // a Future's (fn is null then)
 };
 
 // The completer's state: Note [The completer]. Never freed.
@@ -122,31 +122,38 @@ struct FutureNames {
 }  // namespace
 
 // Note [Waiting on a Future]
-// A Future of submit holds an Outcome that the engine's callback fills
-// (under its mutex, no GIL) before it queues the completion. Both the
-// completer and a thread blocked in Future.result() / exception()
-// (fanin/_requests.py) may complete the Future from it: the waiter waits on
-// the Outcome's condition variable with the GIL released, so that the
-// engine wakes it directly, and when it has the GIL back claims the Outcome
-// and calls set_result itself, unless the Future has done-callbacks (those
-// run on the completer); the completer claims what no waiter took. Claims
-// are made with the GIL held, so once a thread holds the GIL and finds the
-// Outcome claimed, the claimer has completed the Future. A waiter thus
-// takes the GIL once per result, without the completer's turn at the GIL
-// and the Future's condition variable in between; cancel() wakes it.
-bool claim_outcome(nb::handle fut, Outcome& o) {
+// A Future of submit holds an Outcome; the Outcome holds the Future (a
+// strong reference, given up by whoever claims it). The engine's callback
+// fills the Outcome under its mutex (no GIL) and wakes a thread waiting in
+// Future.result() / exception() (fanin/_requests.py, Outcome.wait, GIL
+// released). If a thread was waiting, the completion is left to it
+// (`handed`): with the GIL back, it claims the Outcome and calls set_result
+// itself, unless the Future has done-callbacks (those run on the
+// completer), then, or if anything stops it, it hands the Outcome back to
+// the completer (hand_back, in a finally). Otherwise the completion is
+// queued for the completer as any other. Claims are made with the GIL held,
+// so a thread that finds the Outcome claimed finds the Future done. A
+// waited-on result thus costs one GIL acquisition, the waiter's: no
+// completer turn at the GIL, no Condition.notify from it. cancel() wakes a
+// waiter (the completion, when it comes, goes to the completer, which finds
+// the Future cancelled).
+bool claim_outcome(Outcome& o) {
   static FutureNames* names = new FutureNames();
   Response response;
   std::optional<Error> error;
   bool first_row = false;
+  PyObject* fut = nullptr;
   {
     std::lock_guard<std::mutex> lock(o.mu);
     if (!o.ready || o.claimed) return false;
     o.claimed = true;
+    o.handed = false;
+    fut = std::exchange(o.future, nullptr);
     response = std::move(o.response);
     error = std::move(o.error);
     first_row = o.first_row;
   }
+  nb::object future = nb::steal(fut);
   nb::object arg;
   if (error) {
     arg = to_python(*error);
@@ -155,7 +162,7 @@ bool claim_outcome(nb::handle fut, Outcome& o) {
     if (first_row && !shape.empty()) shape.erase(shape.begin());
     arg = to_numpy(std::move(response.output), shape);
   }
-  PyObject* r = PyObject_CallMethodOneArg(fut.ptr(), error ? names->set_exception : names->set_result,
+  PyObject* r = PyObject_CallMethodOneArg(future.ptr(), error ? names->set_exception : names->set_result,
                                           arg.ptr());
   if (r != nullptr) {
     Py_DECREF(r);
@@ -167,16 +174,31 @@ bool claim_outcome(nb::handle fut, Outcome& o) {
   return true;
 }
 
+// An Outcome whose request was never made (the submit raised): its Future
+// reference goes. GIL held.
+void drop_outcome(Outcome& o) {
+  PyObject* fut = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(o.mu);
+    o.claimed = true;
+    fut = std::exchange(o.future, nullptr);
+  }
+  Py_XDECREF(fut);
+}
+
 namespace {
 
 // One callback, GIL held; nothing escapes.
 void run_one(Completion& c) noexcept {
   nb::object fn = nb::steal(c.fn);
   c.fn = nullptr;
-  if (c.kind == Completion::kDrop) return;
+  if (c.kind == Completion::kDrop) {
+    if (c.outcome != nullptr) drop_outcome(*c.outcome);
+    return;
+  }
   try {
     if (c.kind == Completion::kFuture)
-      claim_outcome(fn, *c.outcome);
+      claim_outcome(*c.outcome);
     else if (c.error)
       fn(nb::none(), to_python(*c.error));
     else
@@ -347,29 +369,44 @@ GilRelease::~GilRelease() {
 PyCallback::PyCallback(nb::callable fn) : target_(fn.release().ptr()) {}
 
 PyCallback::PyCallback(nb::handle future, std::shared_ptr<Outcome> outcome)
-    : target_(future.inc_ref().ptr()), outcome_(std::move(outcome)) {}
+    : target_(nullptr), outcome_(std::move(outcome)) {
+  outcome_->future = future.inc_ref().ptr();
+}
 
 PyCallback::~PyCallback() {
   if (target_ != nullptr) enqueue(Completion{target_, Completion::kDrop, {}, std::nullopt, nullptr});
+  if (outcome_ != nullptr) enqueue(Completion{nullptr, Completion::kDrop, {}, std::nullopt, std::move(outcome_)});
 }
 
 void PyCallback::complete(Response response, const Error* error) noexcept {
+  if (outcome_ != nullptr) {
+    std::shared_ptr<Outcome> o = std::move(outcome_);
+    bool handed = false;
+    {
+      std::lock_guard<std::mutex> lock(o->mu);
+      o->response = std::move(response);
+      if (error != nullptr) o->error.emplace(*error);
+      o->ready = true;
+      handed = o->handed = o->waiting;
+    }
+    o->cv.notify_all();
+    if (!handed) enqueue(Completion{nullptr, Completion::kFuture, {}, std::nullopt, std::move(o)});
+    return;
+  }
   PyObject* fn = std::exchange(target_, nullptr);
   if (fn == nullptr) return;
   std::optional<Error> e;
   if (error != nullptr) e.emplace(*error);
-  if (outcome_ != nullptr) {
-    {
-      std::lock_guard<std::mutex> lock(outcome_->mu);
-      outcome_->response = std::move(response);
-      outcome_->error = std::move(e);
-      outcome_->ready = true;
-    }
-    outcome_->cv.notify_all();
-    enqueue(Completion{fn, Completion::kFuture, {}, std::nullopt, outcome_});
-  } else {
-    enqueue(Completion{fn, Completion::kCall, std::move(response), std::move(e), nullptr});
+  enqueue(Completion{fn, Completion::kCall, std::move(response), std::move(e), nullptr});
+}
+
+void hand_back(const std::shared_ptr<Outcome>& o) {
+  {
+    std::lock_guard<std::mutex> lock(o->mu);
+    if (!o->handed || o->claimed) return;
+    o->handed = false;
   }
+  enqueue(Completion{nullptr, Completion::kFuture, {}, std::nullopt, o});
 }
 
 void register_engine(Engine* engine) {

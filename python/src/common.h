@@ -93,22 +93,29 @@ class GilRelease {
 struct Outcome {
   std::mutex mu;               // guards everything below
   std::condition_variable cv;  // ready or woken
+  PyObject* future = nullptr;  // a strong reference until claimed (or dropped)
   bool ready = false;          // response or error is set
-  bool claimed = false;        // taken to complete the Future
+  bool claimed = false;        // taken to complete the Future (or dropped)
+  bool waiting = false;        // a thread is inside wait()
+  bool handed = false;         // the engine left the completion to that waiter
   bool woken = false;          // a waiter is to stop waiting (the Future was cancelled)
   bool first_row = false;      // the result is the response's row 0 ([dim] for one text)
   Response response;
   std::optional<Error> error;
 };
-// If `o` is ready and unclaimed: claims it and completes `future` with
+// If `o` is ready and unclaimed: claims it and completes its Future with
 // set_result / set_exception (one cancelled meanwhile stays cancelled);
 // true if it claimed. GIL held.
-bool claim_outcome(nb::handle future, Outcome& o);
+bool claim_outcome(Outcome& o);
+// A waiter that was handed `o` and did not claim it hands it to the
+// completer; nothing otherwise. GIL held or not.
+void hand_back(const std::shared_ptr<Outcome>& o);
 
 class PyCallback {
  public:
   explicit PyCallback(nb::callable fn);  // GIL held
-  // A Future, completed through `outcome` (Note [Waiting on a Future]).
+  // A Future, completed through `outcome`, which takes a reference to it
+  // (Note [Waiting on a Future]).
   PyCallback(nb::handle future, std::shared_ptr<Outcome> outcome);  // GIL held
   ~PyCallback();
   PyCallback(const PyCallback&) = delete;

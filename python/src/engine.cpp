@@ -340,7 +340,12 @@ void bind_outcome(nb::module_& m) {
                 GilRelease nogil;
                 std::unique_lock<std::mutex> lock(o.mu);
                 const auto slice = std::min(end, Clock::now() + milliseconds(50));
+                // While `waiting`, the engine leaves the completion to us
+                // (Note [Waiting on a Future]); a ready outcome returns
+                // True, and the caller claims it or hands it back.
+                o.waiting = !o.woken;
                 o.cv.wait_until(lock, slice, [&] { return o.ready || o.woken; });
+                o.waiting = false;
                 if (o.ready) return true;
                 if (o.woken || Clock::now() >= end) return false;
               }
@@ -348,9 +353,12 @@ void bind_outcome(nb::module_& m) {
             }
           },
           "timeout"_a.none(),
-          "Waits (GIL released) until the result or error is in; False on timeout or wake().")
-      .def("claim", [](const PyOutcome& self, nb::handle future) { return claim_outcome(future, *self.outcome); },
-           "future"_a, "Completes the Future from the outcome unless the completer has; GIL held.")
+          "Waits (GIL released) until the result or error is in; False on timeout or wake(). "
+          "After True, claim() or hand_back() (in a finally).")
+      .def("claim", [](const PyOutcome& self) { return claim_outcome(*self.outcome); },
+           "Completes the Future from the outcome unless it is claimed already; GIL held.")
+      .def("hand_back", [](const PyOutcome& self) { hand_back(self.outcome); },
+           "Leaves the completion to the completer, if wait() was handed it and claim() did not run.")
       .def(
           "wake",
           [](const PyOutcome& self) {
