@@ -90,16 +90,34 @@ struct Completion {
 
 // The completer's state: Note [The completer]. Never freed.
 struct Completer {
-  std::mutex mu;  // guards queue, started, pushed, finished
+  std::mutex mu;  // guards queue, started, pushed, finished, handed
   std::condition_variable wake;  // the queue is not empty
-  std::condition_variable idle;  // finished grew
+  std::condition_variable idle;  // finished grew, or handed shrank
   std::vector<Completion> queue;
   bool started = false;
   uint64_t pushed = 0;    // completions queued so far
   uint64_t finished = 0;  // of those, run (or dropped, or leaked at exit)
+  // Completions left to a waiting thread (Note [Waiting on a Future]) not
+  // yet claimed or handed back: flush_completions waits for them too.
+  std::set<const Outcome*> handed;
 };
 
 std::atomic<Completer*> g_completer{new Completer()};
+
+// An Outcome left to its waiter, or no longer (claimed or handed back).
+void note_handed(const Outcome* o) {
+  Completer* k = g_completer.load();
+  std::lock_guard<std::mutex> lock(k->mu);
+  k->handed.insert(o);
+}
+void note_unhanded(const Outcome* o) {
+  Completer* k = g_completer.load();
+  {
+    std::lock_guard<std::mutex> lock(k->mu);
+    k->handed.erase(o);
+  }
+  k->idle.notify_all();
+}
 std::atomic<unsigned long> g_completer_ident{0};  // threading.get_ident() of the completer
 thread_local int t_batch_counted = 0;  // 1 on the completer while its batch counts in g_outside
 
@@ -143,17 +161,25 @@ bool claim_outcome(Outcome& o) {
   std::optional<Error> error;
   bool first_row = false;
   PyObject* fut = nullptr;
+  bool was_handed = false;
   {
     std::lock_guard<std::mutex> lock(o.mu);
     if (!o.ready || o.claimed) return false;
     o.claimed = true;
-    o.handed = false;
+    was_handed = std::exchange(o.handed, false);
     fut = std::exchange(o.future, nullptr);
     response = std::move(o.response);
     error = std::move(o.error);
     first_row = o.first_row;
   }
   nb::object future = nb::steal(fut);
+  // Unhanded at the end, when the Future is done (or this failed).
+  struct Unhand {
+    const Outcome* o;
+    ~Unhand() {
+      if (o != nullptr) note_unhanded(o);
+    }
+  } unhand{was_handed ? &o : nullptr};
   nb::object arg;
   if (error) {
     arg = to_python(*error);
@@ -293,6 +319,14 @@ void flush_completions() {
   if (g_exiting.load() || PyThread_get_thread_ident() == g_completer_ident.load()) return;
   Completer* k = g_completer.load();
   std::unique_lock<std::mutex> lock(k->mu);
+  // First the completions left to waiting threads now (they claim them, or
+  // hand them back into the queue), then everything queued by then.
+  const std::set<const Outcome*> handed = k->handed;
+  k->idle.wait(lock, [&] {
+    for (const Outcome* o : handed)
+      if (k->handed.count(o) != 0) return false;
+    return true;
+  });
   const uint64_t target = k->pushed;
   k->idle.wait(lock, [&] { return k->finished >= target; });
 }
@@ -388,6 +422,7 @@ void PyCallback::complete(Response response, const Error* error) noexcept {
       if (error != nullptr) o->error.emplace(*error);
       o->ready = true;
       handed = o->handed = o->waiting;
+      if (handed) note_handed(o.get());
     }
     o->cv.notify_all();
     if (!handed) enqueue(Completion{nullptr, Completion::kFuture, {}, std::nullopt, std::move(o)});
@@ -407,6 +442,7 @@ void hand_back(const std::shared_ptr<Outcome>& o) {
     o->handed = false;
   }
   enqueue(Completion{nullptr, Completion::kFuture, {}, std::nullopt, o});
+  note_unhanded(o.get());  // after the enqueue: a flush that saw it handed now counts it queued
 }
 
 void register_engine(Engine* engine) {

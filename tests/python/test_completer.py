@@ -309,6 +309,48 @@ def test_exit_in_the_middle_of_the_stress(model_dir):
     assert "Fatal" not in r.stderr and "terminate" not in r.stderr, r.stderr[-2000:]
 
 
+def test_futures_waited_on_are_done_when_drain_or_cancel_return():
+    """Threads waiting in result(): the engine leaves those completions to
+    them (Note [Waiting on a Future]), and every Future is done when drain or
+    cancel returns (flush_completions waits for those claims as for the
+    completer's queue; the waiters usually win the GIL before this thread
+    anyway, so this checks the handing over more than that wait)."""
+    x = np.ones((8, 512), np.float32)
+    switch = sys.getswitchinterval()
+    for how in ("drain", "cancel"):
+        for _ in range(5):
+            e = fanin.Engine(fanin.Model.mlp(), workers=1, max_batch_size=4)
+            futures = [e.submit(x) for _ in range(40)]
+
+            def wait(f) -> None:
+                try:
+                    f.result(timeout=60)
+                except BaseException:  # Cancelled: checked through f below
+                    pass
+
+            waiters = [threading.Thread(target=wait, args=(f,)) for f in futures[1::3]]
+            for t in waiters:
+                t.start()
+            time.sleep(0.05)  # the waiters are inside Outcome.wait
+            try:
+                # This thread keeps the GIL until the engine is done, so that
+                # the woken waiters have claimed nothing when drain begins.
+                sys.setswitchinterval(100.0)
+                end = time.perf_counter() + 30
+                if how == "drain":
+                    while e.metrics()["completed"] < len(futures) and time.perf_counter() < end:
+                        pass
+                getattr(e, how)()
+                done = [f.done() for f in futures]
+            finally:
+                sys.setswitchinterval(switch)
+            for t in waiters:
+                t.join(timeout=60)
+            assert all(done), (how, done.count(False))
+            if how == "drain":
+                assert all(f.exception() is None for f in futures)
+
+
 def test_futures_are_done_when_drain_cancel_or_close_return():
     x = np.ones((8, 512), np.float32)
     for how in ("drain", "cancel", "close"):
