@@ -13,10 +13,12 @@
 // It keeps one thread state for its life (PyGILState_Ensure on the first
 // batch, then PyEval_SaveThread / PyEval_RestoreThread), so a batch costs one
 // GIL hand-over, not a thread state. Dropping an uncalled callable (a submit
-// that raised) goes through the same queue. Engine.drain, Engine.cancel and
+// that raised) goes through the same queue; so do Futures, unless a thread
+// waits on one (Note [Waiting on a Future]). Engine.drain, Engine.cancel and
 // the engine's destruction wait (GIL released) until the completions queued
-// before them have run (flush_completions), so that every Future of theirs
-// is done when they return. The completer is started on the
+// before them have run and those left to waiting threads are claimed
+// (flush_completions), so that every Future of theirs is done when they
+// return. The completer is started on the
 // first completion, and again in a forked child (whose copy of the state is
 // replaced). A done callback runs there, so one that blocks holds up the
 // other Python completions (not the engine); one that waits on another
