@@ -67,6 +67,7 @@ class SentenceEncoder(_Front):
         self._core = _fanin.Engine.for_encoder(
             str(model_dir), device, _dtype_name(dtype), max_seq_length or 0, o
         )
+        self._encode_one = self._core.encode_one
         info = self._core.info()
         self._dim: int = info["output_shape"][0]
         self._max_seq_length: int = info["max_length"]
@@ -106,6 +107,16 @@ class SentenceEncoder(_Front):
         ``show_progress_bar`` is accepted and ignored. Blocks with the GIL
         released; Ctrl-C cancels the call's requests.
         """
+        if (
+            sentences.__class__ is str
+            and prompt is None
+            and truncate_dim is None
+            and not normalize_embeddings
+            and not convert_to_tensor
+        ):
+            # One string as it is (a thread's encode(sentence) loop): the
+            # compiled module makes the [dim] array, one GIL release per call.
+            return self._encode_one(sentences, batch_size, priority, timeout)
         del show_progress_bar
         one = _one_text(sentences)
         texts = _as_list(sentences)
@@ -157,11 +168,9 @@ class SentenceEncoder(_Front):
         """Queues ``sentences`` and returns at once a Future of their embeddings
         (``[dim]`` for one string, ``[n, dim]`` for a list). Raises QueueFull or
         InvalidArgument at once; cancelling the Future cancels the request."""
-        texts, wrap = self._request(sentences)
-        return _requests.future(
-            lambda token, done: self._core.submit_texts(texts, done, token, priority, timeout, True),
-            wrap,
-        )
+        fut = _requests._Future()
+        self._core.submit_texts_to(sentences, fut, fut._outcome, fut._token, priority, timeout, True)
+        return fut
 
     async def embed(
         self, sentences: Texts, priority: int = 0, timeout: Optional[float] = None

@@ -116,9 +116,9 @@ class Engine(_Front):
         self, x: ArrayLike, *, priority: int = 0, timeout: Optional[float] = None
     ) -> concurrent.futures.Future:
         """As ``run``, returning a Future at once; cancelling it cancels the request."""
-        return _requests.future(
-            lambda token, done: self._core.submit_rows(x, done, token, priority, timeout)
-        )
+        fut = _requests._Future()
+        self._core.submit_rows_to(x, fut, fut._outcome, fut._token, priority, timeout)
+        return fut
 
     async def run_async(
         self, x: ArrayLike, *, priority: int = 0, timeout: Optional[float] = None

@@ -1,10 +1,13 @@
 """Engine requests as concurrent.futures.Future objects and asyncio awaitables.
 
-The compiled module's ``submit_*`` methods take ``done(result, error)``, which
-the module's completer thread calls exactly once (holding the GIL; never an
-engine worker, which only queues the completion). Here it completes a Future
-directly (Future is thread-safe; its done-callbacks run on the completer), or
-hands over to the event loop with ``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
+The compiled module completes a request exactly once and holding the GIL
+(never on an engine worker, which only fills in the outcome and queues the
+completion): a Future with ``set_result``/``set_exception`` (its
+``submit_*_to`` methods; Future is thread-safe, its done-callbacks run on the
+completer), on the completer thread or on a thread waiting for it, or a
+callable ``done(result, error)`` on the completer (its ``submit_*``
+methods), which for asyncio hands over to the event loop with
+``call_soon_threadsafe``. Cancelling the Future or the awaiting Task cancels
 the request through its CancelToken: the engine drops it before it runs, or
 discards its result.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
+from concurrent.futures._base import PENDING as _PENDING
 from typing import Any, Callable, Optional
 
 from . import _fanin
@@ -28,46 +33,52 @@ def _identity(x: Any) -> Any:
 
 
 class _Future(concurrent.futures.Future):
-    """A Future whose wait raises on the completer thread (in a done-callback),
-    where it would wait forever: only that thread can complete it."""
+    """The Future of one request. The compiled module completes it, on the
+    completer thread or, when a thread waits in result() / exception() and
+    no done-callback is registered, on that thread, which the engine wakes
+    directly (Note [Waiting on a Future] in python/src/callback.cpp).
+    Cancelling it cancels the request through its token. Its wait raises on
+    the completer thread (in a done-callback), where it would wait forever:
+    only that thread can complete it."""
 
-    def _check_thread(self) -> None:
-        if not self.done() and threading.get_ident() == _fanin._completer_ident():
+    def __init__(self) -> None:
+        super().__init__()
+        self._token = _fanin.CancelToken()
+        self._outcome = _fanin.Outcome()
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._token.cancel()  # the engine drops the request, or discards its result
+        self._outcome.wake()
+        return True
+
+    def _wait(self, timeout: Optional[float]) -> Optional[float]:
+        """Waits for the engine with the GIL released and completes the Future
+        here if nobody has; returns what is left of `timeout`."""
+        if self._state != _PENDING:
+            return timeout
+        if threading.get_ident() == _fanin._completer_ident():
             raise RuntimeError(
                 "waiting on a fanin Future in a done-callback would never end: done-callbacks "
                 "run on fanin's completer thread, which completes the Future"
             )
+        end = None if timeout is None else time.monotonic() + timeout
+        outcome = self._outcome
+        if outcome.wait(timeout):
+            try:
+                with self._condition:
+                    if not self._done_callbacks:  # else the completer runs them
+                        outcome.claim()
+            finally:
+                outcome.hand_back()  # unless claimed: the completer completes it
+        return None if end is None else max(0.0, end - time.monotonic())
 
     def result(self, timeout: Optional[float] = None) -> Any:
-        self._check_thread()
-        return super().result(timeout)
+        return super().result(self._wait(timeout))
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        self._check_thread()
-        return super().exception(timeout)
-
-
-def future(submit: Submit, wrap: Wrap = _identity) -> concurrent.futures.Future:
-    """Calls ``submit(token, done)`` and returns the Future that ``done`` completes."""
-    fut: concurrent.futures.Future = _Future()
-    token = _fanin.CancelToken()
-
-    def done(result: Any, error: Optional[BaseException]) -> None:
-        try:
-            if error is None:
-                fut.set_result(wrap(result))
-            else:
-                fut.set_exception(error)
-        except concurrent.futures.InvalidStateError:
-            pass  # the caller cancelled it meanwhile
-
-    def on_done(f: concurrent.futures.Future) -> None:
-        if f.cancelled():
-            token.cancel()
-
-    fut.add_done_callback(on_done)
-    submit(token, done)  # raises at once (QueueFull, InvalidArgument, ...)
-    return fut
+        return super().exception(self._wait(timeout))
 
 
 async def awaitable(submit: Submit, wrap: Wrap = _identity) -> Any:

@@ -13,10 +13,12 @@
 // It keeps one thread state for its life (PyGILState_Ensure on the first
 // batch, then PyEval_SaveThread / PyEval_RestoreThread), so a batch costs one
 // GIL hand-over, not a thread state. Dropping an uncalled callable (a submit
-// that raised) goes through the same queue. Engine.drain, Engine.cancel and
+// that raised) goes through the same queue; so do Futures, unless a thread
+// waits on one (Note [Waiting on a Future]). Engine.drain, Engine.cancel and
 // the engine's destruction wait (GIL released) until the completions queued
-// before them have run (flush_completions), so that every Future of theirs
-// is done when they return. The completer is started on the
+// before them have run and those left to waiting threads are claimed
+// (flush_completions), so that every Future of theirs is done when they
+// return. The completer is started on the
 // first completion, and again in a forked child (whose copy of the state is
 // replaced). A done callback runs there, so one that blocks holds up the
 // other Python completions (not the engine); one that waits on another
@@ -55,7 +57,9 @@
 // g_exiting or is waited for.
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -76,36 +80,154 @@ std::set<Engine*> g_live;
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
-// One callback to run on the completer (or only a callable to drop).
+// One callback to run on the completer (or only a target to drop).
 struct Completion {
+  enum Kind : uint8_t { kDrop, kCall, kFuture };
   PyObject* fn;  // a strong reference, given up with the GIL held (or leaked at exit)
-  bool call;     // false: drop fn without calling it
+  Kind kind;     // kDrop: drop fn (or outcome's Future); kCall: fn(result, error); kFuture: claim_outcome
   Response response;
   std::optional<Error> error;
+  std::shared_ptr<Outcome> outcome;  // a Future's (fn is null then)
 };
 
 // The completer's state: Note [The completer]. Never freed.
 struct Completer {
-  std::mutex mu;  // guards queue, started, pushed, finished
+  std::mutex mu;  // guards queue, started, pushed, finished, handed
   std::condition_variable wake;  // the queue is not empty
-  std::condition_variable idle;  // finished grew
+  std::condition_variable idle;  // finished grew, or handed shrank
   std::vector<Completion> queue;
   bool started = false;
   uint64_t pushed = 0;    // completions queued so far
   uint64_t finished = 0;  // of those, run (or dropped, or leaked at exit)
+  // Completions left to a waiting thread (Note [Waiting on a Future]) not
+  // yet claimed or handed back: flush_completions waits for them too.
+  std::set<const Outcome*> handed;
 };
 
 std::atomic<Completer*> g_completer{new Completer()};
+
+// An Outcome left to its waiter, or no longer (claimed or handed back).
+void note_handed(const Outcome* o) {
+  Completer* k = g_completer.load();
+  std::lock_guard<std::mutex> lock(k->mu);
+  k->handed.insert(o);
+}
+void note_unhanded(const Outcome* o) {
+  Completer* k = g_completer.load();
+  {
+    std::lock_guard<std::mutex> lock(k->mu);
+    k->handed.erase(o);
+  }
+  k->idle.notify_all();
+}
 std::atomic<unsigned long> g_completer_ident{0};  // threading.get_ident() of the completer
 thread_local int t_batch_counted = 0;  // 1 on the completer while its batch counts in g_outside
+
+// Interned names and concurrent.futures.InvalidStateError, made on the
+// completer's first Future (GIL held) and never released.
+struct FutureNames {
+  PyObject* set_result = PyUnicode_InternFromString("set_result");
+  PyObject* set_exception = PyUnicode_InternFromString("set_exception");
+  PyObject* invalid_state = nullptr;
+  FutureNames() {
+    if (PyObject* m = PyImport_ImportModule("concurrent.futures")) {
+      invalid_state = PyObject_GetAttrString(m, "InvalidStateError");
+      Py_DECREF(m);
+    }
+    if (set_result == nullptr || set_exception == nullptr || invalid_state == nullptr)
+      throw nb::python_error();
+  }
+};
+
+}  // namespace
+
+// Note [Waiting on a Future]
+// A Future of submit holds an Outcome; the Outcome holds the Future (a
+// strong reference, given up by whoever claims it). The engine's callback
+// fills the Outcome under its mutex (no GIL) and wakes a thread waiting in
+// Future.result() / exception() (fanin/_requests.py, Outcome.wait, GIL
+// released). If a thread was waiting, the completion is left to it
+// (`handed`): with the GIL back, it claims the Outcome and calls set_result
+// itself, unless the Future has done-callbacks (those run on the
+// completer), then, or if anything stops it, it hands the Outcome back to
+// the completer (hand_back, in a finally). Otherwise the completion is
+// queued for the completer as any other. Claims are made with the GIL held,
+// so a thread that finds the Outcome claimed finds the Future done. A
+// waited-on result thus costs one GIL acquisition, the waiter's: no
+// completer turn at the GIL, no Condition.notify from it. cancel() wakes a
+// waiter (the completion, when it comes, goes to the completer, which finds
+// the Future cancelled).
+bool claim_outcome(Outcome& o) {
+  static FutureNames* names = new FutureNames();
+  Response response;
+  std::optional<Error> error;
+  bool first_row = false;
+  PyObject* fut = nullptr;
+  bool was_handed = false;
+  {
+    std::lock_guard<std::mutex> lock(o.mu);
+    if (!o.ready || o.claimed) return false;
+    o.claimed = true;
+    was_handed = std::exchange(o.handed, false);
+    fut = std::exchange(o.future, nullptr);
+    response = std::move(o.response);
+    error = std::move(o.error);
+    first_row = o.first_row;
+  }
+  nb::object future = nb::steal(fut);
+  // Unhanded at the end, when the Future is done (or this failed).
+  struct Unhand {
+    const Outcome* o;
+    ~Unhand() {
+      if (o != nullptr) note_unhanded(o);
+    }
+  } unhand{was_handed ? &o : nullptr};
+  nb::object arg;
+  if (error) {
+    arg = to_python(*error);
+  } else {
+    Shape shape = response.shape;
+    if (first_row && !shape.empty()) shape.erase(shape.begin());
+    arg = to_numpy(std::move(response.output), shape);
+  }
+  PyObject* r = PyObject_CallMethodOneArg(future.ptr(), error ? names->set_exception : names->set_result,
+                                          arg.ptr());
+  if (r != nullptr) {
+    Py_DECREF(r);
+  } else if (PyErr_ExceptionMatches(names->invalid_state)) {
+    PyErr_Clear();  // the caller cancelled it meanwhile
+  } else {
+    throw nb::python_error();
+  }
+  return true;
+}
+
+// An Outcome whose request was never made (the submit raised): its Future
+// reference goes. GIL held.
+void drop_outcome(Outcome& o) {
+  PyObject* fut = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(o.mu);
+    o.claimed = true;
+    fut = std::exchange(o.future, nullptr);
+  }
+  Py_XDECREF(fut);
+}
+
+namespace {
 
 // One callback, GIL held; nothing escapes.
 void run_one(Completion& c) noexcept {
   nb::object fn = nb::steal(c.fn);
   c.fn = nullptr;
-  if (!c.call) return;
+  if (c.kind == Completion::kDrop) {
+    if (c.outcome != nullptr) drop_outcome(*c.outcome);
+    return;
+  }
   try {
-    if (c.error)
+    if (c.kind == Completion::kFuture)
+      claim_outcome(*c.outcome);
+    else if (c.error)
       fn(nb::none(), to_python(*c.error));
     else
       fn(to_numpy(std::move(c.response.output), c.response.shape), nb::none());
@@ -199,36 +321,130 @@ void flush_completions() {
   if (g_exiting.load() || PyThread_get_thread_ident() == g_completer_ident.load()) return;
   Completer* k = g_completer.load();
   std::unique_lock<std::mutex> lock(k->mu);
+  // First the completions left to waiting threads now (they claim them, or
+  // hand them back into the queue), then everything queued by then.
+  const std::set<const Outcome*> handed = k->handed;
+  k->idle.wait(lock, [&] {
+    for (const Outcome* o : handed)
+      if (k->handed.count(o) != 0) return false;
+    return true;
+  });
   const uint64_t target = k->pushed;
   k->idle.wait(lock, [&] { return k->finished >= target; });
 }
 
+// Note [Spinning for the GIL]
+// A thread that gets its result back calls PyEval_RestoreThread; while
+// another thread holds the GIL, CPython puts it to sleep on the GIL's
+// condition variable, and the holder's release wakes one sleeper, which
+// takes the GIL only once the OS has run it again: the GIL is idle for that
+// wake-up, once per call when 32 threads take turns. With
+// FANIN_GIL_SPIN_US=N (read at import; 0, the default, turns this off; or
+// _fanin._gil_spin) up to FANIN_GIL_SPINNERS (default 1) returning threads
+// at a time instead spin, for at most N us, while g_held says that a
+// thread took the GIL back in ~GilRelease and has not released it in a
+// GilRelease since, and call PyEval_RestoreThread once it does, which then
+// finds the GIL free. g_held is a hint, not a lock: a holder that releases
+// the GIL elsewhere (time.sleep, a lock, the end of its thread) only makes
+// a spinner spin to its limit and then block as without this, until the
+// next release in a GilRelease clears it; a release that clears it just
+// after another thread took the GIL only makes a spinner block.
+namespace {
+std::atomic<bool> g_held{false};  // see Note [Spinning for the GIL]
+std::atomic<int> g_spinners{0};   // threads spinning now
+std::atomic<int64_t> g_spin_ns{0};
+std::atomic<int> g_max_spinners{1};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+void spin_for_gil() {
+  const int64_t ns = g_spin_ns.load(std::memory_order_relaxed);
+  if (ns <= 0 || !g_held.load(std::memory_order_relaxed)) return;
+  if (g_spinners.fetch_add(1, std::memory_order_relaxed) < g_max_spinners.load(std::memory_order_relaxed)) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+    for (int i = 0; g_held.load(std::memory_order_relaxed); ++i) {
+      cpu_relax();
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() >= end) break;
+    }
+  }
+  g_spinners.fetch_sub(1, std::memory_order_relaxed);
+}
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long long x = std::strtoll(v, &end, 10);
+  return (end != nullptr && *end == '\0' && x >= 0) ? static_cast<int64_t>(x) : fallback;
+}
+}  // namespace
+
 GilRelease::GilRelease() {
   g_outside.fetch_add(1);
   state_ = PyEval_SaveThread();
+  g_held.store(false, std::memory_order_relaxed);
 }
 
 GilRelease::~GilRelease() {
+  spin_for_gil();
   if (g_exiting.load() && std::this_thread::get_id() != g_exit_thread.load()) {
     g_outside.fetch_sub(1 + t_batch_counted);  // the completer's batch will not end either
     park();
   }
   PyEval_RestoreThread(state_);
   g_outside.fetch_sub(1);
+  g_held.store(true, std::memory_order_relaxed);
 }
 
-PyCallback::PyCallback(nb::callable fn) : fn_(fn.release().ptr()) {}
+PyCallback::PyCallback(nb::callable fn) : target_(fn.release().ptr()) {}
+
+PyCallback::PyCallback(nb::handle future, std::shared_ptr<Outcome> outcome)
+    : target_(nullptr), outcome_(std::move(outcome)) {
+  outcome_->future = future.inc_ref().ptr();
+}
 
 PyCallback::~PyCallback() {
-  if (fn_ != nullptr) enqueue(Completion{fn_, false, {}, std::nullopt});
+  if (target_ != nullptr) enqueue(Completion{target_, Completion::kDrop, {}, std::nullopt, nullptr});
+  if (outcome_ != nullptr) enqueue(Completion{nullptr, Completion::kDrop, {}, std::nullopt, std::move(outcome_)});
 }
 
 void PyCallback::complete(Response response, const Error* error) noexcept {
-  PyObject* fn = std::exchange(fn_, nullptr);
+  if (outcome_ != nullptr) {
+    std::shared_ptr<Outcome> o = std::move(outcome_);
+    bool handed = false;
+    {
+      std::lock_guard<std::mutex> lock(o->mu);
+      o->response = std::move(response);
+      if (error != nullptr) o->error.emplace(*error);
+      o->ready = true;
+      handed = o->handed = o->waiting;
+      if (handed) note_handed(o.get());
+    }
+    o->cv.notify_all();
+    if (!handed) enqueue(Completion{nullptr, Completion::kFuture, {}, std::nullopt, std::move(o)});
+    return;
+  }
+  PyObject* fn = std::exchange(target_, nullptr);
   if (fn == nullptr) return;
   std::optional<Error> e;
   if (error != nullptr) e.emplace(*error);
-  enqueue(Completion{fn, true, std::move(response), std::move(e)});
+  enqueue(Completion{fn, Completion::kCall, std::move(response), std::move(e), nullptr});
+}
+
+void hand_back(const std::shared_ptr<Outcome>& o) {
+  {
+    std::lock_guard<std::mutex> lock(o->mu);
+    if (!o->handed || o->claimed) return;
+    o->handed = false;
+  }
+  enqueue(Completion{nullptr, Completion::kFuture, {}, std::nullopt, o});
+  note_unhanded(o.get());  // after the enqueue: a flush that saw it handed now counts it queued
 }
 
 void register_engine(Engine* engine) {
@@ -252,6 +468,19 @@ void bind_lifetime(nb::module_& m) {
            }) == 0;
   }();
   (void)at_fork;
+  g_spin_ns.store(std::min<int64_t>(env_int("FANIN_GIL_SPIN_US", 0), 1000000) * 1000);
+  g_max_spinners.store(static_cast<int>(std::min<int64_t>(env_int("FANIN_GIL_SPINNERS", 1), 64)));
+  m.def(
+      "_gil_spin",
+      [](double us, int spinners) {
+        g_spin_ns.store(static_cast<int64_t>(std::max(0.0, std::min(us, 1e6)) * 1000));
+        g_max_spinners.store(std::max(0, std::min(spinners, 64)));
+      },
+      "us"_a, "spinners"_a = 1,
+      "Testing and benchmarks: Note [Spinning for the GIL] (0 us: off), as FANIN_GIL_SPIN_US does.");
+  m.def(
+      "_gil_held", [] { return g_held.load(); },
+      "Note [Spinning for the GIL]'s hint: a thread took the GIL back in fanin and holds it.");
   m.def("_shutdown", &shutdown,
         "Cancels every live engine before the interpreter finalizes (registered with atexit).");
   m.def(

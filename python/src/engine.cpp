@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <numeric>
 
@@ -44,6 +45,36 @@ std::string utf8_of(nb::handle item, size_t index, const char* op) {
   throw nb::type_error((std::string("[") + op + "] input " + std::to_string(index) + " is " +
                         nb::type_name(item.type()).c_str() + ", expected str or bytes")
                            .c_str());
+}
+
+// One text's UTF-8 bytes where they lie: a str's cached UTF-8 form (or a
+// bytes object's buffer), valid while the caller holds the object, so that
+// they can be copied with the GIL released. Empty `owned` unless the str
+// needed an error handler (lone surrogates), then the bytes are in it.
+struct Utf8View {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::string owned;
+  std::string str() const { return data != nullptr ? std::string(data, size) : owned; }
+};
+
+Utf8View utf8_view(nb::handle item, const char* op) {
+  Utf8View v;
+  if (PyUnicode_Check(item.ptr())) {
+    Py_ssize_t size = 0;
+    if (const char* s = PyUnicode_AsUTF8AndSize(item.ptr(), &size)) {
+      v.data = s;
+      v.size = static_cast<size_t>(size);
+      return v;
+    }
+    PyErr_Clear();
+  } else if (PyBytes_Check(item.ptr())) {
+    v.data = PyBytes_AS_STRING(item.ptr());
+    v.size = static_cast<size_t>(PyBytes_GET_SIZE(item.ptr()));
+    return v;
+  }
+  v.owned = utf8_of(item, 0, op);  // the error handlers, or the TypeError
+  return v;
 }
 
 std::vector<std::string> texts_of(nb::handle texts, const char* op) {
@@ -275,6 +306,71 @@ Engine::Callback callback_of(nb::callable done) {
   return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
 }
 
+// The Outcome of a Future's request, as Python holds it (_Future._outcome):
+// Note [Waiting on a Future] in callback.cpp.
+struct PyOutcome {
+  std::shared_ptr<Outcome> outcome = std::make_shared<Outcome>();
+};
+
+// The same for a concurrent.futures.Future: the engine fills `o`, and the
+// completer or a waiter completes the Future with set_result /
+// set_exception (no Python callable in between).
+Engine::Callback callback_to(nb::handle future, const PyOutcome& o, bool first_row) {
+  o.outcome->first_row = first_row;
+  auto cb = std::make_shared<PyCallback>(future, o.outcome);
+  return [cb](Response r, const Error* error) { cb->complete(std::move(r), error); };
+}
+
+void bind_outcome(nb::module_& m) {
+  nb::class_<PyOutcome>(m, "Outcome", "The outcome of a Future's request (Note [Waiting on a Future]).")
+      .def(nb::init<>())
+      .def(
+          "wait",
+          [](const PyOutcome& self, std::optional<double> timeout) {
+            // Until the engine has filled it, wake() or `timeout` seconds
+            // (None: no limit), in 50 ms slices with a signal check between.
+            Outcome& o = *self.outcome;
+            using Clock = std::chrono::steady_clock;
+            const auto end = timeout ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                          std::chrono::duration<double>(
+                                                              std::max(0.0, std::min(*timeout, 1e9))))
+                                     : Clock::time_point::max();
+            for (;;) {
+              {
+                GilRelease nogil;
+                std::unique_lock<std::mutex> lock(o.mu);
+                const auto slice = std::min(end, Clock::now() + milliseconds(50));
+                // While `waiting`, the engine leaves the completion to us
+                // (Note [Waiting on a Future]); a ready outcome returns
+                // True, and the caller claims it or hands it back.
+                o.waiting = !o.woken;
+                o.cv.wait_until(lock, slice, [&] { return o.ready || o.woken; });
+                o.waiting = false;
+                if (o.ready) return true;
+                if (o.woken || Clock::now() >= end) return false;
+              }
+              if (PyErr_CheckSignals() != 0) throw nb::python_error();
+            }
+          },
+          "timeout"_a.none(),
+          "Waits (GIL released) until the result or error is in; False on timeout or wake(). "
+          "After True, claim() or hand_back() (in a finally).")
+      .def("claim", [](const PyOutcome& self) { return claim_outcome(*self.outcome); },
+           "Completes the Future from the outcome unless it is claimed already; GIL held.")
+      .def("hand_back", [](const PyOutcome& self) { hand_back(self.outcome); },
+           "Leaves the completion to the completer, if wait() was handed it and claim() did not run.")
+      .def(
+          "wake",
+          [](const PyOutcome& self) {
+            {
+              std::lock_guard<std::mutex> lock(self.outcome->mu);
+              self.outcome->woken = true;
+            }
+            self.outcome->cv.notify_all();
+          },
+          "Ends a wait() (the Future was cancelled).");
+}
+
 std::unique_ptr<PyEngine> engine_for_encoder(const std::string& folder, const std::string& devices,
                                              const std::string& dtype, int max_length,
                                              const EngineOptions& options) {
@@ -333,6 +429,7 @@ void bind_model(nb::module_& m) {
 
 void bind_engine(nb::module_& m) {
   bind_model(m);
+  bind_outcome(m);
   m.def("available_devices", &Device::available, "Names of the devices present, e.g. ['cpu', 'cuda:0'].");
   m.def(
       "device_names",
@@ -416,6 +513,50 @@ void bind_engine(nb::module_& m) {
           "texts"_a, "chunk"_a, "priority"_a, "timeout"_a.none(), "truncate"_a,
           "Embeddings of texts, [n, dim], row i for texts[i]; blocks with the GIL released.")
       .def(
+          "encode_one",
+          [](PyEngine& e, nb::handle text, int chunk, int priority, std::optional<double> timeout) {
+            // encode(one str or bytes), the fast path (docs/python.md,
+            // "Design"): one request; the GIL released once, for the copy of
+            // the text, the submit, the wait, the copy of the row into the
+            // [dim] array made before it, and the free of the response.
+            const Utf8View view = utf8_view(text, "encode");
+            if (chunk < 1)
+              throw Error(ErrorCode::kInvalidArgument,
+                          "[encode] batch_size must be >= 1, got " + std::to_string(chunk));
+            const int64_t dim = e->info().output_shape.at(0);
+            auto token = std::make_shared<CancelToken>();
+            const RequestOptions o = request_options(priority, timeout, token);
+            float* out = nullptr;
+            F32Array array = empty_f32({dim}, &out);
+            std::future<Response> f;
+            for (bool first = true;; first = false) {
+              {
+                GilRelease nogil;
+                if (first) {
+                  std::vector<std::string> texts;
+                  texts.push_back(view.str());
+                  f = e->submit_texts(std::move(texts), o);
+                }
+                if (f.wait_for(milliseconds(50)) == std::future_status::ready) {
+                  Response r = f.get();
+                  if (r.output.size() != static_cast<size_t>(dim))
+                    throw Error(ErrorCode::kDeviceError,
+                                "[encode] the engine returned " + std::to_string(r.output.size()) +
+                                    " floats for one text, expected " + std::to_string(dim));
+                  std::memcpy(out, r.output.data(), r.output.size() * sizeof(float));
+                  break;  // r is freed here, with the GIL released
+                }
+              }
+              if (PyErr_CheckSignals() != 0) {
+                token->cancel();
+                throw nb::python_error();
+              }
+            }
+            return array;
+          },
+          "text"_a, "chunk"_a, "priority"_a, "timeout"_a.none(),
+          "The [dim] embedding of one str or bytes; blocks with the GIL released (once).")
+      .def(
           "run",
           [](PyEngine& e, const F32In& x, int priority, std::optional<double> timeout) {
             auto token = std::make_shared<CancelToken>();
@@ -449,7 +590,42 @@ void bind_engine(nb::module_& m) {
             e->submit_texts(std::move(strings), o, std::move(cb));
           },
           "texts"_a, "done"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(), "truncate"_a,
-          "Submits texts; done(result [n, dim], error) is called once, on the completer thread.");
+          "Submits texts; done(result [n, dim], error) is called once, on the completer thread.")
+      .def(
+          "submit_rows_to",
+          [](PyEngine& e, const F32In& x, nb::handle future, const PyOutcome& outcome,
+             const PyCancelToken* token, int priority, std::optional<double> timeout) {
+            const RequestOptions o = request_options(priority, timeout, token_of(token));
+            const Rows rows = rows_of(e->info(), x, "Engine.submit");
+            Engine::Callback cb = callback_to(future, outcome, false);
+            GilRelease nogil;
+            rows.submit(*e, o, std::move(cb));
+          },
+          "x"_a, "future"_a, "outcome"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
+          "Submits rows; the concurrent.futures.Future gets the result or the error, on the "
+          "completer thread.")
+      .def(
+          "submit_texts_to",
+          [](PyEngine& e, nb::handle texts, nb::handle future, const PyOutcome& outcome,
+             const PyCancelToken* token, int priority, std::optional<double> timeout, bool truncate) {
+            // One str or bytes: its [dim] row; else a sequence: [n, dim].
+            const bool one = PyUnicode_Check(texts.ptr()) || PyBytes_Check(texts.ptr());
+            std::vector<std::string> strings;
+            Utf8View view;
+            if (one)
+              view = utf8_view(texts, "submit");
+            else
+              strings = texts_of(texts, "submit");
+            const RequestOptions o = request_options(priority, timeout, token_of(token), truncate);
+            Engine::Callback cb = callback_to(future, outcome, one);
+            GilRelease nogil;
+            if (one) strings.push_back(view.str());
+            e->submit_texts(std::move(strings), o, std::move(cb));
+          },
+          "texts"_a, "future"_a, "outcome"_a, "token"_a.none(), "priority"_a, "timeout"_a.none(),
+          "truncate"_a,
+          "Submits one text ([dim] result) or a sequence ([n, dim]); the concurrent.futures.Future "
+          "gets the result or the error, on the completer thread.");
 }
 
 }  // namespace fanin::python

@@ -4,6 +4,7 @@
 
 NB_MODULE(_fanin, m) {
   m.doc() = "fanin's compiled core; use the fanin package (import fanin).";
+  fanin::python::init_numpy();
   fanin::python::bind_errors(m);
   fanin::python::bind_lifetime(m);
   fanin::python::bind_options(m);

@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import fanin
 from fanin import _fanin
@@ -73,6 +74,109 @@ def test_engine_completes_requests_while_python_holds_the_gil():
         for f in futures:
             f.result(timeout=30)
         assert completed >= n + 1, completed  # the warm-up run and all n
+
+
+def test_a_future_cancelled_after_its_request_ran_stays_cancelled(monkeypatch):
+    """The engine has finished the request but the completer has not set the
+    Future's result (this thread keeps the GIL): cancel() wins, and the
+    completer drops the late result without an error."""
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    switch = sys.getswitchinterval()
+    with fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1, max_batch_size=1,
+                      max_queue_delay=0) as e:
+        x = np.ones(4, np.float32)
+        e.run(x)  # warm
+        for attempt in range(20):
+            try:
+                sys.setswitchinterval(100.0)  # this thread keeps the GIL below
+                before = e.metrics()["completed"]
+                f = e.submit(x)
+                end = time.perf_counter() + 5
+                while e.metrics()["completed"] == before and time.perf_counter() < end:
+                    pass
+                ran = e.metrics()["completed"] == before + 1
+                # Done already: the completer ran while submit had the GIL
+                # released; try again.
+                done_before = f.done()
+                cancelled = f.cancel()
+            finally:
+                sys.setswitchinterval(switch)
+            if not done_before:
+                break
+        assert e.drain(30)  # the completer has tried to set the result
+    assert ran and not done_before and cancelled, (attempt, ran, done_before)
+    assert f.cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):
+        f.result(timeout=1)
+    assert unraisable == []
+
+
+def test_a_waiter_completes_its_future_while_the_completer_is_busy(mlp_engine):
+    """Note [Waiting on a Future]: result() is woken by the engine and
+    completes the Future itself, so it returns while the completer is stuck
+    in a done-callback; a Future with a done-callback waits for the
+    completer, which runs the callback."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(result, error):
+        entered.set()
+        release.wait(30)
+
+    x = np.ones(4, np.float32)
+    _submit_raw(mlp_engine, stuck)
+    try:
+        assert entered.wait(30)
+        f = mlp_engine.submit(x)
+        assert f.result(timeout=10).shape == (2,)  # the completer is stuck
+        assert f.done() and f.exception() is None
+        seen = []
+        g = mlp_engine.submit(x)
+        g.add_done_callback(lambda _g: seen.append(threading.get_ident()))
+        with pytest.raises(concurrent.futures.TimeoutError):
+            g.result(timeout=0.3)  # its callback runs on the completer, which is stuck
+    finally:
+        release.set()
+    assert g.result(timeout=30).shape == (2,)
+    assert seen == [_fanin._completer_ident()]
+
+
+def test_cancel_wakes_a_thread_waiting_on_the_future():
+    """A request far back in the queue: cancel() ends a result() that waits
+    for it at once, not when the engine reaches the request; a timeout ends
+    it after that timeout."""
+    with fanin.Engine(fanin.Model.mlp(dims=[512, 2048, 2048, 512]), workers=1,
+                      max_batch_size=1, max_queue_delay=0) as e:
+        busy = [e.submit(np.ones((64, 512), np.float32)) for _ in range(200)]
+        f = e.submit(np.ones(512, np.float32))
+        start = time.perf_counter()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            f.result(timeout=0.2)
+        waited = time.perf_counter() - start
+        assert 0.19 < waited < 2, waited
+        got = []
+
+        def wait() -> None:
+            try:
+                f.result(timeout=60)
+            except BaseException as err:  # checked below
+                got.append(err)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.1)
+        start = time.perf_counter()
+        assert f.cancel()
+        t.join(timeout=30)
+        woke = time.perf_counter() - start
+        assert not t.is_alive()
+        assert len(got) == 1 and isinstance(got[0], concurrent.futures.CancelledError), got
+        assert woke < 2, woke
+        still_busy = sum(not b.done() for b in busy)
+        e.cancel()
+    assert still_busy > 0  # the engine had not reached the cancelled request
+    assert f.cancelled()
 
 
 def test_a_done_callback_waiting_for_another_request_raises(mlp_engine):
@@ -203,6 +307,48 @@ def test_exit_in_the_middle_of_the_stress(model_dir):
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     assert "submitted" in r.stdout
     assert "Fatal" not in r.stderr and "terminate" not in r.stderr, r.stderr[-2000:]
+
+
+def test_futures_waited_on_are_done_when_drain_or_cancel_return():
+    """Threads waiting in result(): the engine leaves those completions to
+    them (Note [Waiting on a Future]), and every Future is done when drain or
+    cancel returns (flush_completions waits for those claims as for the
+    completer's queue; the waiters usually win the GIL before this thread
+    anyway, so this checks the handing over more than that wait)."""
+    x = np.ones((8, 512), np.float32)
+    switch = sys.getswitchinterval()
+    for how in ("drain", "cancel"):
+        for _ in range(5):
+            e = fanin.Engine(fanin.Model.mlp(), workers=1, max_batch_size=4)
+            futures = [e.submit(x) for _ in range(40)]
+
+            def wait(f) -> None:
+                try:
+                    f.result(timeout=60)
+                except BaseException:  # Cancelled: checked through f below
+                    pass
+
+            waiters = [threading.Thread(target=wait, args=(f,)) for f in futures[1::3]]
+            for t in waiters:
+                t.start()
+            time.sleep(0.05)  # the waiters are inside Outcome.wait
+            try:
+                # This thread keeps the GIL until the engine is done, so that
+                # the woken waiters have claimed nothing when drain begins.
+                sys.setswitchinterval(100.0)
+                end = time.perf_counter() + 30
+                if how == "drain":
+                    while e.metrics()["completed"] < len(futures) and time.perf_counter() < end:
+                        pass
+                getattr(e, how)()
+                done = [f.done() for f in futures]
+            finally:
+                sys.setswitchinterval(switch)
+            for t in waiters:
+                t.join(timeout=60)
+            assert all(done), (how, done.count(False))
+            if how == "drain":
+                assert all(f.exception() is None for f in futures)
 
 
 def test_futures_are_done_when_drain_cancel_or_close_return():

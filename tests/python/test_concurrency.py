@@ -58,6 +58,9 @@ def test_submit_futures(encoder, refs):
         assert cosine(f.result(timeout=60), want) >= 0.9999
     many = encoder.submit(refs["sentences"][:3]).result(timeout=60)
     assert many.shape == (3, 384)
+    assert encoder.submit(b"bytes").result(timeout=60).shape == (384,)
+    assert encoder.submit(("a", "b")).result(timeout=60).shape == (2, 384)
+    assert encoder.submit(iter(["a"])).result(timeout=60).shape == (1, 384)
 
 
 def test_1000_asyncio_tasks_all_resolve(encoder):
@@ -156,3 +159,35 @@ def test_gil_is_released_while_encoding(encoder):
     inside = sum(start < s < end for s in stamps)
     assert end - start > 0.05, "encode too fast to tell"
     assert inside >= 5, (inside, end - start)
+
+
+def test_spinning_for_the_gil(encoder, refs):
+    """Note [Spinning for the GIL] (opt-in): threads that spin for the GIL
+    get the same vectors; the hint is set while a thread that took the GIL
+    back in fanin holds it."""
+    from fanin import _fanin
+
+    sentences = refs["sentences"][:8]
+    want = [encoder.encode(s) for s in sentences]
+    _fanin._gil_spin(200, 2)
+    try:
+        errors = []
+
+        def worker(t: int) -> None:
+            try:
+                for k in range(20):
+                    i = (t + k) % len(sentences)
+                    assert cosine(encoder.encode(sentences[i]), want[i]) >= 0.99999
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+        assert not errors, errors
+        encoder.encode("this thread takes the GIL back")
+        assert _fanin._gil_held()
+    finally:
+        _fanin._gil_spin(0)

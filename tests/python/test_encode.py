@@ -40,6 +40,13 @@ def test_result_owns_its_memory(encoder):
     assert out.flags["C_CONTIGUOUS"] and out.flags["WRITEABLE"]
     assert out.base is not None  # the capsule holding fanin's buffer, not a copy
     out[:] = 0  # ours to change
+    # One string (the fast path): a [dim] array of its own, not a row of a view.
+    one = encoder.encode("hello world")
+    assert one.shape == (384,) and one.dtype == np.float32
+    assert one.flags["OWNDATA"] and one.flags["WRITEABLE"] and one.base is None
+    np.testing.assert_allclose(one, encoder.encode(["hello world"])[0], rtol=1e-6, atol=1e-7)
+    one[:] = 0
+    assert encoder.encode("hello world")[0] != 0  # a new array each call
 
 
 def test_truncate_and_normalize(encoder):
