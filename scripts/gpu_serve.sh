@@ -263,7 +263,7 @@ else
       bash bench/peers/infinity_serve.sh start "$iport" "$MODEL" "$RAW/infinity.log" "$RAW/infinity.pid"; then
     pids+=("$(cat "$RAW/infinity.pid")")
     SERVER_PID=$(cat "$RAW/infinity.pid")
-    PYTHONPATH=/tmp/site "$PY" -c 'import json, infinity_emb, torch, transformers, sentence_transformers, numpy
+    PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} "$PY" -c 'import json, infinity_emb, torch, transformers, sentence_transformers, numpy
 print(json.dumps({"infinity_emb": infinity_emb.__version__, "torch": torch.__version__,
   "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
   "numpy": numpy.__version__}))' > "$RAW/infinity_versions.json"
