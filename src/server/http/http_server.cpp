@@ -7,6 +7,9 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#if defined(__linux__)
+#include <pthread.h>
+#endif
 
 #include "fanin/error.h"
 #include "server/http/server_impl.h"
@@ -154,9 +157,14 @@ void HttpServer::Impl::start() {
     }
   });
   state_ = State::kRunning;
-  for (auto& ioc : iocs_) {
-    threads_.emplace_back([this, ioc = ioc.get()] {
+  for (size_t i = 0; i < iocs_.size(); ++i) {
+    threads_.emplace_back([this, ioc = iocs_[i].get(), i] {
       tls_io_server = this;
+#if defined(__linux__)
+      // fanin-io-N in top -H and /proc/<pid>/task/*/comm (CPU per thread group).
+      const std::string name = "fanin-io-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+#endif
       for (;;) {
         try {
           ioc->run();
