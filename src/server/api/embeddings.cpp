@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "server/api/errors.h"
+#include "server/api/float_text.h"
 
 namespace fanin::server::api {
 namespace {
@@ -195,13 +196,26 @@ std::optional<std::string> base64_decode(std::string_view s) {
 }
 
 void append_float_array(std::string& out, const float* v, size_t count) {
-  out.reserve(out.size() + count * 13 + 2);
-  out += '[';
+  // Texts go into a stack block, appended to `out` when nearly full: one
+  // append per ~100 floats instead of one per float.
+  char block[2048];
+  char* p = block;
+  *p++ = '[';
   for (size_t i = 0; i < count; ++i) {
-    if (i != 0) out += ',';
-    append_float(out, v[i]);
+    if (static_cast<size_t>(block + sizeof(block) - p) < kFloatTextMax + 8) {
+      out.append(block, p);
+      p = block;
+    }
+    if (i != 0) *p++ = ',';
+    if (std::isfinite(v[i])) {
+      p = write_float_text(p, v[i]);
+    } else {
+      std::memcpy(p, "null", 4);
+      p += 4;
+    }
   }
-  out += ']';
+  *p++ = ']';
+  out.append(block, p);
 }
 
 }  // namespace fanin::server::api

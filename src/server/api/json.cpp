@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "server/api/errors.h"
+#include "server/api/float_text.h"
 
 namespace fanin::server::api {
 namespace {
@@ -241,7 +242,14 @@ void append_number(std::string& out, T v) {
 
 }  // namespace
 
-void append_float(std::string& out, float v) { append_number(out, v); }
+void append_float(std::string& out, float v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  char buf[kFloatTextMax];
+  out.append(buf, write_float_text(buf, v));
+}
 void append_double(std::string& out, double v) { append_number(out, v); }
 void append_int(std::string& out, int64_t v) {
   char buf[24];
