@@ -37,6 +37,12 @@ TEST(ApiJson, RejectsNestingDeeperThanTheLimit) {
   std::string objects;
   for (int i = 0; i < 40; ++i) objects += "{\"a\":";
   EXPECT_REJECTS(Api::kTei, 400, "nested deeper than 8", parse_json(objects, 8));
+  // Brackets inside strings (escaped quotes included) are text, not nesting.
+  const std::string text = "{\"input\":\"\\\"" + std::string(40, '[') + "\\\"\",\"b\":[[1]]}";
+  EXPECT_EQ(parse_json(text, 3)["input"].get<std::string>(), "\"" + std::string(40, '[') + "\"");
+  EXPECT_REJECTS(Api::kOpenAI, 400, "nested deeper than 2", parse_json(text, 2));
+  // A syntax error before the too-deep part is reported as such, as before.
+  EXPECT_REJECTS(Api::kOpenAI, 400, "invalid JSON at byte 2", parse_json("[}" + deep, 32));
 }
 
 TEST(ApiJson, RejectsBodiesThatAreNotObjects) {
