@@ -113,6 +113,26 @@ class Client {
     return result == asio::error::eof || result == asio::error::connection_reset;
   }
 
+  // Reads raw bytes until `count` have come or `timeout` passed.
+  std::string receive_raw(size_t count, std::chrono::milliseconds timeout = 5s) {
+    std::string out(buffer_.size(), '\0');
+    asio::buffer_copy(asio::buffer(out), buffer_.data());
+    buffer_.consume(buffer_.size());
+    while (out.size() < count) {
+      char chunk[4096];
+      size_t got = 0;
+      bool done = false;
+      socket_.async_read_some(asio::buffer(chunk, std::min(sizeof(chunk), count - out.size())),
+                              [&](error_code ec, size_t n) {
+                                got = ec ? 0 : n;
+                                done = true;
+                              });
+      if (!run_for(done, timeout) || got == 0) break;
+      out.append(chunk, got);
+    }
+    return out;
+  }
+
   void close() {
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -474,6 +494,54 @@ TEST_F(HttpServerTest, ShutdownGivesUpOnAnUnansweredRequestAfterTheDrainTimeout)
   EXPECT_EQ(server_->in_flight(), 0u);
   server_.reset();
   future.get()(HttpResponse{});  // after the server is gone: does nothing
+}
+
+// The response head byte for byte (connection.cpp writes it as text, Note
+// [Response head]): status line with the reason phrase, Server, Content-Type
+// (an extra header of that name replaces it), the extra headers that may be
+// sent, Content-Length, Connection; none for 204, HEAD without the body.
+TEST_F(HttpServerTest, ResponseHeadSaysWhatTheResponseIs) {
+  start(options(), [](HttpRequest&& request, Respond respond) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.body = "hello";
+    if (request.path == "/204") r.status = 204;
+    if (request.path == "/287") r.status = 287;
+    if (request.path == "/headers")
+      r.headers = {{"X-One", "1"},         {"Content-Type", "application/x-test"},
+                   {"Server", "other"},    {"Content-Length", "99"},
+                   {"X-Bad", "a\r\nb: c"}, {"x-two", "2"}};
+    respond(std::move(r));
+  });
+  auto c = connect();
+  c->send(get("/plain"));
+  EXPECT_EQ(c->receive_raw(84),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\nhello");
+  c->send(get("/headers"));
+  EXPECT_EQ(c->receive_raw(112),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: application/x-test\r\n"
+            "X-One: 1\r\nx-two: 2\r\nContent-Length: 5\r\n\r\nhello");
+  c->send(get("/204"));
+  EXPECT_EQ(c->receive_raw(68),
+            "HTTP/1.1 204 No Content\r\nServer: fanin\r\nContent-Type: text/plain\r\n\r\n");
+  c->send(get("/287"));
+  EXPECT_EQ(c->receive_raw(98),
+            "HTTP/1.1 287 <unknown-status>\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\nhello");
+  c->send("HEAD /plain HTTP/1.1\r\nHost: test\r\n\r\n");
+  EXPECT_EQ(c->receive_raw(79),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\n");
+  c->send("GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(c->receive_raw(108),
+            "HTTP/1.0 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello");
+  c->send("GET /last HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(c->receive_raw(103),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+  EXPECT_TRUE(c->closed_by_server());
 }
 
 TEST_F(HttpServerTest, Http10WithoutKeepAliveClosesAfterTheResponse) {
