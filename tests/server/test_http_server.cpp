@@ -247,6 +247,36 @@ TEST_F(HttpServerTest, KeepAliveConnectionAnswersSeveralRequestsInOrder) {
   EXPECT_EQ(server_->connections(), 1u);
 }
 
+// Note [Buffered requests]: whatever is buffered is parsed at once and the
+// rest is read; a request cut anywhere (in the header, in the body, inside a
+// chunk's size line) is read whole, and one that came with the previous
+// request's bytes too.
+TEST_F(HttpServerTest, RequestsCutAnywhereAreReadWhole) {
+  start(options(), echo);
+  auto c = connect();
+  const std::string plain = post("/cut", "0123456789");
+  const std::string chunked =
+      "POST /chunks HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n";
+  for (const std::string& request : {plain, chunked}) {
+    const std::string want = request == plain ? "POST /cut  -|0123456789" : "POST /chunks  -|abcdefghij";
+    for (size_t cut = 1; cut < request.size(); cut += 7) {
+      c->send(request.substr(0, cut));
+      std::this_thread::sleep_for(2ms);  // the server parses the first part alone
+      c->send(request.substr(cut));
+      const Reply r = c->receive();
+      ASSERT_FALSE(r.ec) << r.ec.message() << " cut at " << cut;
+      ASSERT_EQ(r.body, want) << "cut at " << cut;
+    }
+  }
+  // The second request's first half rides with the first request.
+  c->send(plain + chunked.substr(0, 60));
+  EXPECT_EQ(c->receive().body, "POST /cut  -|0123456789");
+  c->send(chunked.substr(60));
+  EXPECT_EQ(c->receive().body, "POST /chunks  -|abcdefghij");
+  EXPECT_EQ(server_->connections(), 1u);
+}
+
 TEST_F(HttpServerTest, HandlerMayRespondLaterFromAnotherThread) {
   std::promise<Respond> held;
   start(options(), [&](HttpRequest&&, Respond respond) { held.set_value(std::move(respond)); });

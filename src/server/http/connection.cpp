@@ -263,10 +263,40 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
     parser.header_limit(static_cast<std::uint32_t>(
         std::min<size_t>(options_.header_limit, std::numeric_limits<std::uint32_t>::max())));
     parser.body_limit(options_.body_limit);
-    c.arm(options_.header_timeout);
-    auto [hec, hn] = co_await http::async_read_header(c.socket, buffer, parser,
+    // Note [Buffered requests]
+    // A small request usually arrives whole with its first read: parse what
+    // is buffered here, and await beast's reads only for what is missing.
+    // Each async_read_header / async_read completes through a posted
+    // handler even when it reads nothing, so this saves two scheduler round
+    // trips per request. parser.put is the step those reads run on the
+    // buffer, with the same limits and errors; header errors stay header
+    // errors, and a body error (found only once the header is complete)
+    // waits for the drain check after the header, as a read would.
+    error_code hec, buffered_body_error;
+    if (buffer.size() > 0) {
+      parser.eager(false);
+      buffer.consume(parser.put(buffer.data(), hec));
+      if (hec == http::error::need_more) hec = {};
+      if (!hec && parser.is_header_done() && !parser.is_done() && buffer.size() > 0) {
+        parser.eager(true);
+        while (!parser.is_done() && buffer.size() > 0) {
+          const size_t used = parser.put(buffer.data(), buffered_body_error);
+          buffer.consume(used);
+          if (buffered_body_error == http::error::need_more) {
+            buffered_body_error = {};
+            break;  // a partial chunk: the read below brings the rest
+          }
+          if (buffered_body_error || used == 0) break;
+        }
+      }
+    }
+    if (!hec && !parser.is_header_done()) {
+      c.arm(options_.header_timeout);
+      auto [ec, n] = co_await http::async_read_header(c.socket, buffer, parser,
                                                       asio::as_tuple(asio::use_awaitable));
-    c.disarm();
+      c.disarm();
+      hec = ec;
+    }
     auto& req = parser.get();
     const unsigned version = req.version() == 10 ? 10 : 11;
     const std::string target(req.target());
@@ -277,6 +307,10 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
     const auto received = Clock::now();
     if (draining_.load()) {
       co_await write_error_and_close(c, path_of(target), 503, "the server is shutting down", version);
+      co_return;
+    }
+    if (buffered_body_error) {
+      co_await read_failed(c, target, version, buffered_body_error, "body", options_.body_timeout);
       co_return;
     }
     if (!parser.is_done()) {
