@@ -157,6 +157,26 @@ TEST(ApiJson, FloatTextForms) {
   EXPECT_EQ(text(1e-40f), "1e-40");
 }
 
+// append_float_array writes in blocks of 48: every length around a block's
+// end reads back as the same floats, with null for NaN and infinities.
+TEST(ApiJson, FloatArrayReadsBack) {
+  for (size_t n : {0u, 1u, 47u, 48u, 49u, 96u, 97u, 384u}) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = (static_cast<float>(i) - 40.5f) * 0.0123f;
+    if (n > 48) v[48] = std::numeric_limits<float>::quiet_NaN();
+    if (n > 47) v[47] = -std::numeric_limits<float>::infinity();
+    std::string s = "x";
+    append_float_array(s, v.data(), n);
+    ASSERT_EQ(s[0], 'x');
+    const Json j = Json::parse(s.substr(1));
+    ASSERT_EQ(j.size(), n) << s;
+    for (size_t i = 0; i < n; ++i) {
+      if (std::isfinite(v[i])) EXPECT_EQ(j[i].get<float>(), v[i]) << i;
+      else EXPECT_TRUE(j[i].is_null()) << i;
+    }
+  }
+}
+
 TEST(ApiJson, Base64OfFloatsDecodesToTheSameFloats) {
   for (size_t n : {0u, 1u, 2u, 3u, 384u}) {
     std::vector<float> v(n);

@@ -42,6 +42,22 @@ constexpr char kDigits2[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+// The 8 decimal digits of x < 10^8 as ASCII in text order (the first in the
+// lowest byte, as memcpy stores it on a little-endian machine), computed in
+// lanes: two 4-digit halves in 32-bit lanes, split into 2-digit pairs in
+// 16-bit lanes, then into digits in bytes. (v * 10486) >> 20 is v / 100 for
+// v < 10^4 and (v * 103) >> 10 is v / 10 for v < 100, and no lane's product
+// reaches the next lane.
+uint64_t eight_digits(uint32_t x) noexcept {
+  static_assert(std::endian::native == std::endian::little);
+  uint64_t v = uint64_t{x / 10000} | (uint64_t{x % 10000} << 32);
+  uint64_t q = ((v * 10486) >> 20) & 0x0000007F0000007Full;
+  v = q | ((v - q * 100) << 16);
+  q = ((v * 103) >> 10) & 0x000F000F000F000Full;
+  v = q | ((v - q * 10) << 8);
+  return v + 0x3030303030303030ull;
+}
+
 // Writes the n digits d[0, n) (d[0] != '0', d[n - 1] != '0') times
 // 10^exp10 as to_chars does. Stores are whole 16-byte blocks where the
 // length varies (kFloatTextMax leaves room; d has 16 readable bytes past
@@ -103,14 +119,27 @@ char* write_float_text(char* out, float v) noexcept {
   int exp10 = -k;
   if (m >= 1000000000u) m /= 10, ++exp10;  // 9.999999995 rounded up to 10.0000000
   char d[32] = {};  // the 9 digits of m, then zeros
-  for (int pos = 7; pos >= 1; pos -= 2) {
-    std::memcpy(d + pos, kDigits2 + 2 * (m % 100), 2);
-    m /= 100;
-  }
-  d[0] = static_cast<char>('0' + m);
-  int n = 9;
-  while (d[n - 1] == '0') --n, ++exp10;
+  d[0] = static_cast<char>('0' + m / 100000000);
+  const uint64_t rest = eight_digits(m % 100000000);
+  std::memcpy(d + 1, &rest, 8);
+  // Trailing zeros: the last bytes of `rest` (in text order) that are '0'.
+  const uint64_t nonzero = rest ^ 0x3030303030303030ull;
+  int n = nonzero == 0 ? 1 : 9 - std::countl_zero(nonzero) / 8;
+  exp10 += 9 - n;
   return format(out, negative, d, n, exp10);
+}
+
+char* write_float_list(char* out, const float* v, size_t count) noexcept {
+  for (size_t i = 0; i < count; ++i) {
+    if (i != 0) *out++ = ',';
+    if (std::isfinite(v[i])) {
+      out = write_float_text(out, v[i]);
+    } else {
+      std::memcpy(out, "null", 4);
+      out += 4;
+    }
+  }
+  return out;
 }
 
 }  // namespace fanin::server::api

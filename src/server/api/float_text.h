@@ -19,4 +19,10 @@ inline constexpr size_t kFloatTextMax = 40;
 // subnormals and |v| outside (1e-30, 1e9) get std::to_chars' shortest text.
 char* write_float_text(char* out, float v) noexcept;
 
+// Writes v[0, count) as write_float_text texts separated by commas (null for
+// NaN and infinities) at `out`, which has room for count * kFloatListStride
+// bytes, and returns the end.
+inline constexpr size_t kFloatListStride = kFloatTextMax + 1;
+char* write_float_list(char* out, const float* v, size_t count) noexcept;
+
 }  // namespace fanin::server::api
