@@ -11,7 +11,7 @@
 #
 # Environment: B (build dir, build/dev), MODEL (models/all-MiniLM-L6-v2),
 # BACKEND (cpu), CONNS ("1 16 64"), SECS (5), WARM (1), API (openai),
-# ENCODING (float), INPUTS (1), LOAD_THREADS (1), SERVE_ARGS (extra flags of
+# ENCODING (float), INPUTS (1), LOAD_THREADS (1), FANIN ($B/fanin), SERVE_ARGS (extra flags of
 # fanin serve), OUT (/tmp/serve_cpu_profile), PYTHON (python3).
 # Timings are noisy where other work shares the cores; the split (which
 # group pays for a request) is what this is for.
@@ -30,12 +30,13 @@ LOAD_THREADS=${LOAD_THREADS:-1}
 OUT=${OUT:-/tmp/serve_cpu_profile}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-for f in "$B/fanin" "$B/bench/http_load/http_load"; do
+FANIN=${FANIN:-$B/fanin}
+for f in "$FANIN" "$B/bench/http_load/http_load"; do
   [ -x "$f" ] || { echo "missing $f (ninja -C $B fanin_cli fanin_http_load)"; exit 1; }
 done
 log=$OUT/serve.log
 # shellcheck disable=SC2086
-"$B/fanin" serve --model "$MODEL" --backend "$BACKEND" --port 0 --log-level warn \
+"$FANIN" serve --model "$MODEL" --backend "$BACKEND" --port 0 --log-level warn \
   --max-concurrent-requests 100000 ${SERVE_ARGS:-} > "$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
