@@ -178,6 +178,10 @@ TEST(ApiJson, FloatArrayReadsBack) {
 }
 
 TEST(ApiJson, Base64OfFloatsDecodesToTheSameFloats) {
+  const float known[] = {1.0f, -2.0f, 0.5f};  // Python: base64.b64encode(struct.pack("<3f", ...))
+  EXPECT_EQ(base64_f32(known, 1), "AACAPw==");
+  EXPECT_EQ(base64_f32(known, 2), "AACAPwAAAMA=");
+  EXPECT_EQ(base64_f32(known, 3), "AACAPwAAAMAAAAA/");
   for (size_t n : {0u, 1u, 2u, 3u, 384u}) {
     std::vector<float> v(n);
     for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i) * 0.37f - 3.0f;
