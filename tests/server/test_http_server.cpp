@@ -640,6 +640,29 @@ TEST_F(HttpServerTest, ResponseHeadSaysWhatTheResponseIs) {
   EXPECT_TRUE(c->closed_by_server());
 }
 
+// Note [Direct write]: a response larger than the socket's send buffer goes
+// out partly at once and the rest awaited; small ones after it still come
+// whole and in order.
+TEST_F(HttpServerTest, ResponsesLargerThanTheSendBufferComeWhole) {
+  std::string big(24 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  start(options(), [&big](HttpRequest&& request, Respond respond) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.body = request.path == "/big" ? big : "small";
+    respond(std::move(r));
+  });
+  auto c = connect();
+  for (int i = 0; i < 2; ++i) {
+    c->send(get("/big") + get("/small"));
+    const Reply r = c->receive(20s);
+    ASSERT_FALSE(r.ec) << r.ec.message();
+    EXPECT_EQ(r.body.size(), big.size());
+    EXPECT_TRUE(r.body == big);
+    EXPECT_EQ(c->receive().body, "small");
+  }
+}
+
 TEST_F(HttpServerTest, Http10WithoutKeepAliveClosesAfterTheResponse) {
   start(options(), echo);
   auto c = connect();

@@ -465,11 +465,26 @@ asio::awaitable<bool> HttpServer::Impl::write_response(Connection& c, HttpRespon
   const std::string text = response_head(r, status, version, keep_alive, bodiless);
   // HEAD: Content-Length still tells the GET's size, and no body follows.
   const size_t body_bytes = bodiless || head ? 0 : r.body.size();
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(text),
-                                                  asio::buffer(r.body.data(), body_bytes)};
   c.phase = Phase::kWriting;
+  // Note [Direct write]
+  // The socket is non-blocking (spawn_connection): a response that fits its
+  // send buffer, as most do, goes out in this one write, with no timer and
+  // no awaited operation (whose completion would be one more scheduler
+  // round trip). What does not fit is awaited within write_timeout, as
+  // before; an error closes the connection, as before.
+  error_code wec;
+  const size_t sent = c.socket.write_some(
+      std::array<asio::const_buffer, 2>{asio::buffer(text), asio::buffer(r.body.data(), body_bytes)},
+      wec);
+  if (!wec && sent == text.size() + body_bytes) co_return !c.aborted;
+  if (wec && wec != asio::error::would_block && wec != asio::error::try_again) co_return false;
+  const size_t head_left = sent < text.size() ? text.size() - sent : 0;
+  const size_t body_done = sent > text.size() ? sent - text.size() : 0;
+  const std::array<asio::const_buffer, 2> rest{
+      asio::buffer(text.data() + text.size() - head_left, head_left),
+      asio::buffer(r.body.data() + body_done, body_bytes - body_done)};
   c.arm(options_.write_timeout);
-  auto [ec, n] = co_await asio::async_write(c.socket, buffers, asio::as_tuple(asio::use_awaitable));
+  auto [ec, n] = co_await asio::async_write(c.socket, rest, asio::as_tuple(asio::use_awaitable));
   c.disarm();
   co_return !ec && !c.aborted;
 }

@@ -211,6 +211,9 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
 void HttpServer::Impl::spawn_connection(Strand strand, tcp::socket socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
+  // Synchronous writes return would_block instead of waiting (Note [Direct
+  // write] in connection.cpp); the awaited operations are unaffected.
+  socket.non_blocking(true, ec);
   const auto peer = socket.remote_endpoint(ec);
   auto c = std::make_shared<Connection>(strand, std::move(socket),
                                         ec ? std::string("unknown") : endpoint_string(peer));
