@@ -1,4 +1,4 @@
-// server/api/float_text.cpp: write_float_shortest.
+// server/api/float_text.cpp: write_float_text and write_float_list.
 //
 // Note [Fast float text]
 // An embedding response is mostly floats (384 per MiniLM row), and
@@ -14,7 +14,9 @@
 // away. The text is up to two digits longer than the shortest (0.1f is
 // 0.100000001, as printf("%.9g") writes it), in the form std::to_chars
 // picks: fixed unless scientific is shorter. Values outside 1e-30 < |v| <
-// 1e9, zero and subnormals go to std::to_chars (shortest).
+// 1e9, zero and subnormals go to std::to_chars (shortest). Checked against
+// strtof on every positive finite f32 (negatives take the same path with a
+// sign); tests/server/test_api_json.cpp checks whole binades and samples.
 #include "server/api/float_text.h"
 
 #include <bit>
@@ -26,7 +28,7 @@
 namespace fanin::server::api {
 namespace {
 
-// 10^i for i in [-kPow10Bias, 40 - kPow10Bias), as doubles: 10^0..10^22
+// 10^i for i in [-31, 39] at index i + kPow10Bias, as doubles: 10^0..10^22
 // exactly, the rest correctly rounded from their decimal literals.
 constexpr int kPow10Bias = 31;
 constexpr double kPow10d[] = {
