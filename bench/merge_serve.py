@@ -71,6 +71,13 @@ def main():
                 s["server_cores"] = float(f.read())
         except (OSError, ValueError):
             s["server_cores"] = None
+        # The server's CPU per request by thread group (bench/thread_cpu.py).
+        t = load_json(os.path.join(raw, label + ".threads.json")) \
+            if os.path.exists(os.path.join(raw, label + ".threads.json")) else None
+        if t:
+            s["server_cpu_us_per_request"] = t.get("total_us_per_request")
+            s["server_cpu_us_per_request_by_group"] = {
+                k: g["us_per_request"] for k, g in t["groups"].items() if g["threads"]}
         loads.append(s)
 
     inprocess = {}
@@ -180,6 +187,10 @@ def main():
             "generator_threads); saturated = above 85% of them",
             "server_cores: CPU cores the server process used over the load, warm-up included "
             "(/proc/PID/stat; for Infinity its main process and threads)",
+            "server_cpu_us_per_request_by_group: the server's CPU microseconds (user + system) "
+            "per answered request over the load, by thread name (bench/thread_cpu.py): io = HTTP "
+            "I/O threads, workers = engine workers (on a GPU, waiting on the device included), "
+            "compute = the CPU backend's stream threads, other = the rest",
         ],
     }
     with open(out, "w") as f:
@@ -192,6 +203,12 @@ def main():
         print(f"{s['label']:44s} {s['sentences_per_s']:10.0f} {s['p50_us']:9.0f} "
               f"{s['p99_us']:9.0f} {s['non_200']:6d} {s['errors']:4d} {s['generator_cores']:9.2f} "
               f"{s['server_cores'] if s['server_cores'] is not None else float('nan'):9.2f}")
+    for s in loads:
+        g = s.get("server_cpu_us_per_request_by_group")
+        if g:
+            print(f"{s['label']:44s} server CPU us/request: "
+                  f"{s['server_cpu_us_per_request']:.1f} = " +
+                  " + ".join(f"{k} {v:.1f}" for k, v in g.items()))
     for k, s in sink.items():
         print(f"{k:44s} {s['requests_per_s']:10.0f} {s['p50_us']:9.0f} {s['p99_us']:9.0f} "
               f"{s['non_200']:6d} {s['errors']:4d} {s['generator_cores']:9.2f}")

@@ -53,6 +53,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
 
   run([&] { (void)api::parse_openai_embeddings(body, limits); });
+  // The one-pass reader takes only bodies the general parser reads the same.
+  if (const auto fast = api::parse_openai_embeddings_fast(body, limits)) {
+    try {
+      const api::OpenAIEmbeddingsRequest g = api::parse_openai_embeddings_general(body, limits);
+      if (g.inputs.texts != fast->inputs.texts || g.inputs.batch != fast->inputs.batch ||
+          g.inputs.tokens || g.model != fast->model || g.base64 != fast->base64 || g.dimensions)
+        std::abort();
+    } catch (const api::ApiError&) {
+      std::abort();
+    }
+  }
   run([&] { (void)api::parse_tei_embed(body, limits); });
   run([&] { (void)api::parse_tei_tokenize(body, limits); });
   run([&] { (void)api::parse_tei_decode(body, limits); });

@@ -36,7 +36,7 @@ sources_safetensors=(src/models/safetensors.cpp src/core/error.cpp)
 helpers_safetensors=(src/core/tensor.cpp)
 libs_safetensors=()
 # fuzz_api: the request-body parsers of fanin serve (nlohmann json, header-only).
-sources_api=(src/server/api/json.cpp src/server/api/errors.cpp src/server/api/embeddings.cpp
+sources_api=(src/server/api/json.cpp src/server/api/errors.cpp src/server/api/embeddings.cpp src/server/api/float_text.cpp
              src/server/api/openai.cpp src/server/api/tei.cpp src/server/api/kserve.cpp
              src/core/error.cpp)
 libs_api=()

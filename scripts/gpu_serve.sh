@@ -139,13 +139,22 @@ SERVER_PID=
 load() {
   local name=$1 url=$2; shift 2
   local c0=0 t0=$(date +%s.%N)
-  [ -n "$SERVER_PID" ] && c0=$(cpu_s "$SERVER_PID")
+  if [ -n "$SERVER_PID" ]; then
+    c0=$(cpu_s "$SERVER_PID")
+    "$PY" bench/thread_cpu.py snap "$SERVER_PID" > "$RAW/$name.threads0" 2> /dev/null
+  fi
   "$LOAD" --url "$url" --warmup "$WARM" --duration "$SECS" --label "$name" "$@" \
     > "$RAW/$name.json" 2> "$RAW/$name.err"
   if [ -n "$SERVER_PID" ]; then
     awk -v c0="$c0" -v c1="$(cpu_s "$SERVER_PID")" -v t0="$t0" -v t1="$(date +%s.%N)" \
       'BEGIN {printf "%.3f\n", (c1 - c0) / (t1 - t0)}' > "$RAW/$name.cpu"
     echo "server cores: $(cat "$RAW/$name.cpu")"
+    # The same CPU split by thread group (I/O, engine workers, compute,
+    # other) per request: $RAW/NAME.threads.json, merged by merge_serve.py.
+    "$PY" bench/thread_cpu.py snap "$SERVER_PID" > "$RAW/$name.threads1" 2> /dev/null &&
+      "$PY" bench/thread_cpu.py split "$RAW/$name.threads0" "$RAW/$name.threads1" \
+        "$RAW/$name.json" --json > "$RAW/$name.threads.json" 2> /dev/null &&
+      "$PY" bench/thread_cpu.py split "$RAW/$name.threads0" "$RAW/$name.threads1" "$RAW/$name.json"
   fi
   tail -1 "$RAW/$name.err"
   case $name in fanin_*) settle "$url" ;; infinity_*) sleep 1 ;; esac

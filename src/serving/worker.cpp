@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/check.h"
+#include "core/thread_name.h"
 #include "fanin/device.h"
 #include "serving/engine_impl.h"
 #include "serving/metrics.h"
@@ -31,6 +32,7 @@ std::string deadline_passed(Clock::time_point now, const Request& r) {
 
 void EngineImpl::run_worker(int w) {
   Worker& wk = workers_[static_cast<size_t>(w)];
+  detail::set_thread_name("fanin-wk-" + std::to_string(w));
   if (options_.warmup) {
     warm_up(wk);
     {

@@ -10,6 +10,7 @@
 
 #include "server/api/auth.h"
 #include "server/api/embeddings.h"
+#include "server/api/float_text.h"
 #include "server/api/json.h"
 #include "test_api_util.h"
 
@@ -36,6 +37,12 @@ TEST(ApiJson, RejectsNestingDeeperThanTheLimit) {
   std::string objects;
   for (int i = 0; i < 40; ++i) objects += "{\"a\":";
   EXPECT_REJECTS(Api::kTei, 400, "nested deeper than 8", parse_json(objects, 8));
+  // Brackets inside strings (escaped quotes included) are text, not nesting.
+  const std::string text = "{\"input\":\"\\\"" + std::string(40, '[') + "\\\"\",\"b\":[[1]]}";
+  EXPECT_EQ(parse_json(text, 3)["input"].get<std::string>(), "\"" + std::string(40, '[') + "\"");
+  EXPECT_REJECTS(Api::kOpenAI, 400, "nested deeper than 2", parse_json(text, 2));
+  // A syntax error before the too-deep part is reported as such, as before.
+  EXPECT_REJECTS(Api::kOpenAI, 400, "invalid JSON at byte 2", parse_json("[}" + deep, 32));
 }
 
 TEST(ApiJson, RejectsBodiesThatAreNotObjects) {
@@ -92,7 +99,89 @@ TEST(ApiJson, FloatTextRoundTripsExactly) {
   EXPECT_EQ(s, "nullnull");
 }
 
+// write_float_text (Note [Fast float text]): every float of whole binades
+// where embeddings live, both signs, the edges of its fast path, and
+// random bit patterns read back to the same f32 through strtof, in at most
+// 15 bytes.
+TEST(ApiJson, FloatTextReadsBackToTheSameFloatEverywhere) {
+  auto check = [](float f) {
+    char buf[kFloatTextMax + 1];
+    char* end = write_float_text(buf, f);
+    *end = '\0';
+    ASSERT_LE(end - buf, 15) << buf;
+    const float back = std::strtof(buf, nullptr);
+    ASSERT_EQ(std::bit_cast<uint32_t>(back), std::bit_cast<uint32_t>(f)) << buf;
+  };
+  // Every float of [2^-5, 2^-4), where most of a MiniLM row lies; every
+  // 13th of other binades [2^e, 2^(e+1)), both signs.
+  for (uint32_t b = 122u << 23; b < 123u << 23; ++b) check(std::bit_cast<float>(b));
+  for (int e : {-1, -3, -8, -13, -27, -99, -100, 29, 30}) {
+    const uint32_t lo = static_cast<uint32_t>(127 + e) << 23;
+    for (uint32_t b = lo; b < lo + (1u << 23); b += 13) {
+      check(std::bit_cast<float>(b));
+      check(-std::bit_cast<float>(b));
+    }
+  }
+  std::mt19937 rng(7);
+  for (int i = 0; i < 1000000; ++i) {
+    const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()));
+    if (std::isfinite(f)) check(f);
+  }
+  for (float f : {0.0f, -0.0f, 1e-30f, 1e-31f, 9.99999e8f, 1e9f, 1e-45f, 1.17549435e-38f,
+                  std::numeric_limits<float>::max(), -std::numeric_limits<float>::max()})
+    check(f);
+}
+
+// The form: 9 significant digits without trailing zeros, fixed unless
+// scientific is shorter (as std::to_chars picks); std::to_chars' own text
+// outside the fast path.
+TEST(ApiJson, FloatTextForms) {
+  auto text = [](float f) {
+    char buf[kFloatTextMax];
+    return std::string(buf, write_float_text(buf, f));
+  };
+  EXPECT_EQ(text(0.5f), "0.5");
+  EXPECT_EQ(text(-0.25f), "-0.25");
+  EXPECT_EQ(text(0.1f), "0.100000001");
+  EXPECT_EQ(text(-0.004280056f), "-0.00428005587");
+  EXPECT_EQ(text(1e-7f), "1.00000001e-07");
+  EXPECT_EQ(text(3.0e-5f), "2.99999992e-05");
+  EXPECT_EQ(text(1.0f), "1");
+  EXPECT_EQ(text(100.0f), "100");
+  EXPECT_EQ(text(1.5e6f), "1500000");
+  EXPECT_EQ(text(123456792.0f), "123456792");
+  EXPECT_EQ(text(3.14159274f), "3.14159274");
+  EXPECT_EQ(text(0.0f), "0");
+  EXPECT_EQ(text(-0.0f), "-0");
+  EXPECT_EQ(text(1e10f), "1e+10");
+  EXPECT_EQ(text(1e-40f), "1e-40");
+}
+
+// append_float_array writes in blocks of 48: every length around a block's
+// end reads back as the same floats, with null for NaN and infinities.
+TEST(ApiJson, FloatArrayReadsBack) {
+  for (size_t n : {0u, 1u, 47u, 48u, 49u, 96u, 97u, 384u}) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = (static_cast<float>(i) - 40.5f) * 0.0123f;
+    if (n > 48) v[48] = std::numeric_limits<float>::quiet_NaN();
+    if (n > 47) v[47] = -std::numeric_limits<float>::infinity();
+    std::string s = "x";
+    append_float_array(s, v.data(), n);
+    ASSERT_EQ(s[0], 'x');
+    const Json j = Json::parse(s.substr(1));
+    ASSERT_EQ(j.size(), n) << s;
+    for (size_t i = 0; i < n; ++i) {
+      if (std::isfinite(v[i])) EXPECT_EQ(j[i].get<float>(), v[i]) << i;
+      else EXPECT_TRUE(j[i].is_null()) << i;
+    }
+  }
+}
+
 TEST(ApiJson, Base64OfFloatsDecodesToTheSameFloats) {
+  const float known[] = {1.0f, -2.0f, 0.5f};  // Python: base64.b64encode(struct.pack("<3f", ...))
+  EXPECT_EQ(base64_f32(known, 1), "AACAPw==");
+  EXPECT_EQ(base64_f32(known, 2), "AACAPwAAAMA=");
+  EXPECT_EQ(base64_f32(known, 3), "AACAPwAAAMAAAAA/");
   for (size_t n : {0u, 1u, 2u, 3u, 384u}) {
     std::vector<float> v(n);
     for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i) * 0.37f - 3.0f;

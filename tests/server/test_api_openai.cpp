@@ -3,6 +3,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "server/api/openai.h"
 #include "test_api_util.h"
@@ -166,6 +169,77 @@ TEST(ApiEmbeddings, DimensionsTruncateAndRenormalise) {
   std::vector<float> same = {1, 2};
   EXPECT_EQ(apply_dimensions(same, 1, 2, std::nullopt), 2);
   EXPECT_REJECTS(kApi, 400, "`dimensions` 5 must be in [1, 4]", apply_dimensions(rows, 1, 4, 5));
+}
+
+
+// Note [OpenAI fast path]: wherever the one-pass reader takes a body, the
+// general parser returns the same request; everything else (and so every
+// error) is left to the general parser. Valid bodies in many spellings, and
+// each of them cut short and with single bytes replaced.
+TEST(ApiOpenAI, FastPathAgreesWithTheGeneralParser) {
+  const std::vector<std::string> bodies = {
+      R"({"input":"hello world","model":"all-MiniLM-L6-v2","encoding_format":"float"})",
+      R"({"input":["a b","c d e"],"model":"m","encoding_format":"base64"})",
+      R"( { "input" : [ "x" , "y" ] , "user" : "u1" } )",
+      "{\n\t\"model\": \"m\",\r\n \"input\": \"caf\xC3\xA9 \xE2\x82\xAC\"\n}\n",
+      R"({"input":"only"})",
+      R"({"input":["one"]})",
+      R"({"input":"a","model":""})",
+      R"({"input":"a\"b"})",
+      R"({"input":"a","dimensions":8})",
+      R"({"input":[1,2,3]})",
+      R"({"input":null,"model":"m"})",
+      R"({"input":"a","input":"b"})",
+      R"({"input":"a","extra":{"k":[1]}})",
+      R"({"input":"a","encoding_format":"hex"})",
+      R"({"input":[]})",
+      R"({"input":[""]})",
+      R"({"input":""})",
+      R"({"model":"m"})",
+      R"({"input":"a"} x)",
+      R"({"input":"a",})",
+      "{\"input\":\"\xFF\"}",
+      "{\"input\":\"a\x01\"}",
+  };
+  std::vector<std::string> all = bodies;
+  std::string many = R"({"input":[)";
+  for (int i = 0; i < 40; ++i) many += (i ? ",\"s" : "\"s") + std::to_string(i) + "\"";
+  all.push_back(many + "]}");
+  for (const std::string& b : bodies) {
+    for (size_t n = 0; n < b.size(); ++n) all.push_back(b.substr(0, n));
+    for (size_t i = 0; i < b.size(); ++i)
+      for (const char c : std::string("\"\\[]{},: x0\x01\xC3", 14)) {
+        std::string m = b;
+        m[i] = c;
+        all.push_back(m);
+      }
+  }
+  for (const int depth : {32, 1}) {
+    ParseLimits limits;
+    limits.max_inputs = 32;
+    limits.max_depth = depth;
+    size_t taken = 0;
+    for (const std::string& body : all) {
+      const auto fast = parse_openai_embeddings_fast(body, limits);
+      std::optional<OpenAIEmbeddingsRequest> general;
+      try {
+        general = parse_openai_embeddings_general(body, limits);
+      } catch (const ApiError&) {
+      }
+      if (!fast) continue;
+      ++taken;
+      ASSERT_TRUE(general.has_value()) << "the fast path took a body the general parser refuses: " << body;
+      EXPECT_EQ(fast->inputs.texts, general->inputs.texts) << body;
+      EXPECT_EQ(fast->inputs.batch, general->inputs.batch) << body;
+      EXPECT_EQ(fast->inputs.tokens, general->inputs.tokens) << body;
+      EXPECT_EQ(fast->model, general->model) << body;
+      EXPECT_EQ(fast->base64, general->base64) << body;
+      EXPECT_EQ(fast->dimensions, general->dimensions) << body;
+    }
+    // The common shapes do take the fast path (at depth 1 none may).
+    if (depth == 32) EXPECT_GT(taken, 20u);
+    else EXPECT_EQ(taken, 0u);
+  }
 }
 
 }  // namespace

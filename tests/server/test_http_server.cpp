@@ -9,7 +9,9 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <condition_variable>
 #include <csignal>
+#include <deque>
 #include <future>
 #include <map>
 #include <optional>
@@ -111,6 +113,26 @@ class Client {
     });
     if (!run_for(done, timeout)) return false;
     return result == asio::error::eof || result == asio::error::connection_reset;
+  }
+
+  // Reads raw bytes until `count` have come or `timeout` passed.
+  std::string receive_raw(size_t count, std::chrono::milliseconds timeout = 5s) {
+    std::string out(buffer_.size(), '\0');
+    asio::buffer_copy(asio::buffer(out), buffer_.data());
+    buffer_.consume(buffer_.size());
+    while (out.size() < count) {
+      char chunk[4096];
+      size_t got = 0;
+      bool done = false;
+      socket_.async_read_some(asio::buffer(chunk, std::min(sizeof(chunk), count - out.size())),
+                              [&](error_code ec, size_t n) {
+                                got = ec ? 0 : n;
+                                done = true;
+                              });
+      if (!run_for(done, timeout) || got == 0) break;
+      out.append(chunk, got);
+    }
+    return out;
   }
 
   void close() {
@@ -225,6 +247,36 @@ TEST_F(HttpServerTest, KeepAliveConnectionAnswersSeveralRequestsInOrder) {
   c->send(get("/first") + get("/second"));
   EXPECT_EQ(c->receive().body, "GET /first  -|");
   EXPECT_EQ(c->receive().body, "GET /second  -|");
+  EXPECT_EQ(server_->connections(), 1u);
+}
+
+// Note [Buffered requests]: whatever is buffered is parsed at once and the
+// rest is read; a request cut anywhere (in the header, in the body, inside a
+// chunk's size line) is read whole, and one that came with the previous
+// request's bytes too.
+TEST_F(HttpServerTest, RequestsCutAnywhereAreReadWhole) {
+  start(options(), echo);
+  auto c = connect();
+  const std::string plain = post("/cut", "0123456789");
+  const std::string chunked =
+      "POST /chunks HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n";
+  for (const std::string& request : {plain, chunked}) {
+    const std::string want = request == plain ? "POST /cut  -|0123456789" : "POST /chunks  -|abcdefghij";
+    for (size_t cut = 1; cut < request.size(); cut += 7) {
+      c->send(request.substr(0, cut));
+      std::this_thread::sleep_for(2ms);  // the server parses the first part alone
+      c->send(request.substr(cut));
+      const Reply r = c->receive();
+      ASSERT_FALSE(r.ec) << r.ec.message() << " cut at " << cut;
+      ASSERT_EQ(r.body, want) << "cut at " << cut;
+    }
+  }
+  // The second request's first half rides with the first request.
+  c->send(plain + chunked.substr(0, 60));
+  EXPECT_EQ(c->receive().body, "POST /cut  -|0123456789");
+  c->send(chunked.substr(60));
+  EXPECT_EQ(c->receive().body, "POST /chunks  -|abcdefghij");
   EXPECT_EQ(server_->connections(), 1u);
 }
 
@@ -403,6 +455,70 @@ TEST_F(HttpServerTest, Holds1024ConcurrentKeepAliveConnectionsOnTwoIoThreads) {
   EXPECT_TRUE(eventually([&] { return server_->connections() == 0; }, 10s)) << server_->connections();
 }
 
+// The app's reply path under load (run under ThreadSanitizer by the tsan
+// preset): worker threads take the requests, and each answers either itself
+// (Respond posts to the connection's strand) or through request.post on the
+// connection's I/O thread (Respond then delivers at once, on the strand):
+// 32 keep-alive clients x 40 requests, every answer to its own request.
+TEST_F(HttpServerTest, RepliesFromWorkersAndFromTheConnectionsThreadUnderLoad) {
+  std::mutex mu;  // guards jobs and stop
+  std::condition_variable cv;
+  std::deque<std::function<void()>> jobs;
+  bool stop = false;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 3; ++w)
+    workers.emplace_back([&] {
+      for (;;) {
+        std::function<void()> job;
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return stop || !jobs.empty(); });
+          if (jobs.empty()) return;
+          job = std::move(jobs.front());
+          jobs.pop_front();
+        }
+        job();
+      }
+    });
+  std::atomic<uint64_t> n{0};
+  start(options(), [&](HttpRequest&& request, Respond respond) {
+    const bool via_post = n.fetch_add(1) % 2 == 0;
+    auto job = [path = request.path, post = request.post, respond = std::move(respond), via_post] {
+      auto reply = [path, respond] { respond(HttpResponse{200, "text/plain", {}, path}); };
+      if (via_post) post(reply);
+      else reply();
+    };
+    {
+      std::lock_guard lock(mu);
+      jobs.push_back(std::move(job));
+    }
+    cv.notify_one();
+  });
+  constexpr int kClients = 32, kRequests = 40;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(connect());
+  int answered = 0;
+  for (int r = 0; r < kRequests; ++r) {
+    for (int i = 0; i < kClients; ++i) clients[i]->send(get("/c" + std::to_string(i) + "/" + std::to_string(r)));
+    std::vector<Reply> replies(kClients);
+    std::unique_ptr<bool[]> done(new bool[kClients]());
+    for (int i = 0; i < kClients; ++i) clients[i]->async_receive(&replies[i], &done[i]);
+    ioc_.restart();
+    ioc_.run_for(20s);
+    for (int i = 0; i < kClients; ++i)
+      answered += done[i] && !replies[i].ec &&
+                  replies[i].body == "/c" + std::to_string(i) + "/" + std::to_string(r);
+  }
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  for (auto& t : workers) t.join();
+  EXPECT_EQ(answered, kClients * kRequests);
+  EXPECT_EQ(server_->in_flight(), 0u);
+}
+
 TEST_F(HttpServerTest, ShutdownAnswersInFlightRequestsAndRefusesNewConnections) {
   std::mutex mu;  // guards held
   std::vector<Respond> held;
@@ -475,6 +591,77 @@ TEST_F(HttpServerTest, ShutdownGivesUpOnAnUnansweredRequestAfterTheDrainTimeout)
   EXPECT_EQ(server_->in_flight(), 0u);
   server_.reset();
   future.get()(HttpResponse{});  // after the server is gone: does nothing
+}
+
+// The response head byte for byte (connection.cpp writes it as text, Note
+// [Response head]): status line with the reason phrase, Server, Content-Type
+// (an extra header of that name replaces it), the extra headers that may be
+// sent, Content-Length, Connection; none for 204, HEAD without the body.
+TEST_F(HttpServerTest, ResponseHeadSaysWhatTheResponseIs) {
+  start(options(), [](HttpRequest&& request, Respond respond) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.body = "hello";
+    if (request.path == "/204") r.status = 204;
+    if (request.path == "/287") r.status = 287;
+    if (request.path == "/headers")
+      r.headers = {{"X-One", "1"},         {"Content-Type", "application/x-test"},
+                   {"Server", "other"},    {"Content-Length", "99"},
+                   {"X-Bad", "a\r\nb: c"}, {"x-two", "2"}};
+    respond(std::move(r));
+  });
+  auto c = connect();
+  c->send(get("/plain"));
+  EXPECT_EQ(c->receive_raw(84),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\nhello");
+  c->send(get("/headers"));
+  EXPECT_EQ(c->receive_raw(112),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: application/x-test\r\n"
+            "X-One: 1\r\nx-two: 2\r\nContent-Length: 5\r\n\r\nhello");
+  c->send(get("/204"));
+  EXPECT_EQ(c->receive_raw(68),
+            "HTTP/1.1 204 No Content\r\nServer: fanin\r\nContent-Type: text/plain\r\n\r\n");
+  c->send(get("/287"));
+  EXPECT_EQ(c->receive_raw(98),
+            "HTTP/1.1 287 <unknown-status>\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\nhello");
+  c->send("HEAD /plain HTTP/1.1\r\nHost: test\r\n\r\n");
+  EXPECT_EQ(c->receive_raw(79),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\n");
+  c->send("GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(c->receive_raw(108),
+            "HTTP/1.0 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello");
+  c->send("GET /last HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(c->receive_raw(103),
+            "HTTP/1.1 200 OK\r\nServer: fanin\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+  EXPECT_TRUE(c->closed_by_server());
+}
+
+// Note [Direct write]: a response larger than the socket's send buffer goes
+// out partly at once and the rest awaited; small ones after it still come
+// whole and in order.
+TEST_F(HttpServerTest, ResponsesLargerThanTheSendBufferComeWhole) {
+  std::string big(24 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  start(options(), [&big](HttpRequest&& request, Respond respond) {
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.body = request.path == "/big" ? big : "small";
+    respond(std::move(r));
+  });
+  auto c = connect();
+  for (int i = 0; i < 2; ++i) {
+    c->send(get("/big") + get("/small"));
+    const Reply r = c->receive(20s);
+    ASSERT_FALSE(r.ec) << r.ec.message();
+    EXPECT_EQ(r.body.size(), big.size());
+    EXPECT_TRUE(r.body == big);
+    EXPECT_EQ(c->receive().body, "small");
+  }
 }
 
 TEST_F(HttpServerTest, Http10WithoutKeepAliveClosesAfterTheResponse) {

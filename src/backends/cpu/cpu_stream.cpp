@@ -1,15 +1,25 @@
 #include "backends/cpu/cpu_stream.h"
 
 #include <chrono>
+#include <string>
 
 #include <algorithm>
 #include <utility>
 
 #include "backends/cpu/profile.h"
+#include "core/thread_name.h"
 
 namespace fanin::backend::cpu {
 
-CpuStream::CpuStream() : worker_([this] { run(); }) {}
+namespace {
+std::atomic<int> next_stream_number{0};  // names the streams' threads fanin-cpu-N
+}  // namespace
+
+CpuStream::CpuStream()
+    : worker_([this, n = next_stream_number.fetch_add(1, std::memory_order_relaxed)] {
+        fanin::detail::set_thread_name("fanin-cpu-" + std::to_string(n));
+        run();
+      }) {}
 
 CpuStream::~CpuStream() {
   {

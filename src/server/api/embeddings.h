@@ -66,7 +66,8 @@ void append_base64_f32(std::string& out, const float* v, size_t count);
 // Standard base64 decoding (for tests and clients); nullopt if malformed.
 std::optional<std::string> base64_decode(std::string_view s);
 
-// Appends [v0,v1,...] with each float in its shortest round-trip form.
+// Appends [v0,v1,...], each float as append_float writes it (a text that
+// reads back to the same f32; null for NaN and infinities).
 void append_float_array(std::string& out, const float* v, size_t count);
 
 }  // namespace fanin::server::api

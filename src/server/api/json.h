@@ -65,9 +65,11 @@ size_t utf8_length(std::string_view s) noexcept;
 // Appends `s` as a quoted JSON string (invalid UTF-8 replaced by U+FFFD).
 void append_string(std::string& out, std::string_view s);
 
-// Appends the shortest text that parses back to exactly `v` ("null" for
-// NaN and infinities, which JSON cannot hold).
+// Appends a text that parses back to exactly `v` (write_float_text: 9
+// significant digits; "null" for NaN and infinities, which JSON cannot hold).
 void append_float(std::string& out, float v);
+// Appends the shortest text that parses back to exactly `v` (std::to_chars;
+// "null" for NaN and infinities).
 void append_double(std::string& out, double v);
 
 // Appends a decimal integer.

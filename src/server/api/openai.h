@@ -28,6 +28,16 @@ struct OpenAIEmbeddingsRequest {
 // kTooManyInputs) naming the field.
 OpenAIEmbeddingsRequest parse_openai_embeddings(std::string_view body, const ParseLimits& limits);
 
+// The two ways parse_openai_embeddings takes (Note [OpenAI fast path] in
+// openai.cpp): the common shape read in one pass, or nullopt for any other
+// body; and the general parse through nlohmann, which also names every
+// error. Where the fast one returns a request, the general one returns the
+// same.
+std::optional<OpenAIEmbeddingsRequest> parse_openai_embeddings_fast(std::string_view body,
+                                                                    const ParseLimits& limits);
+OpenAIEmbeddingsRequest parse_openai_embeddings_general(std::string_view body,
+                                                        const ParseLimits& limits);
+
 // {"object":"list","data":[{"object":"embedding","index":i,"embedding":...}],
 //  "model":model,"usage":{"prompt_tokens":t,"total_tokens":t}} for the n rows
 // of `dim` floats at `rows`; each embedding a float list, or with `base64`

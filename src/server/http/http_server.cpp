@@ -7,6 +7,9 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#if defined(__linux__)
+#include <pthread.h>
+#endif
 
 #include "fanin/error.h"
 #include "server/http/server_impl.h"
@@ -154,9 +157,14 @@ void HttpServer::Impl::start() {
     }
   });
   state_ = State::kRunning;
-  for (auto& ioc : iocs_) {
-    threads_.emplace_back([this, ioc = ioc.get()] {
+  for (size_t i = 0; i < iocs_.size(); ++i) {
+    threads_.emplace_back([this, ioc = iocs_[i].get(), i] {
       tls_io_server = this;
+#if defined(__linux__)
+      // fanin-io-N in top -H and /proc/<pid>/task/*/comm (CPU per thread group).
+      const std::string name = "fanin-io-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+#endif
       for (;;) {
         try {
           ioc->run();
@@ -203,6 +211,9 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
 void HttpServer::Impl::spawn_connection(Strand strand, tcp::socket socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
+  // Synchronous writes return would_block instead of waiting (Note [Direct
+  // write] in connection.cpp); the awaited operations are unaffected.
+  socket.non_blocking(true, ec);
   const auto peer = socket.remote_endpoint(ec);
   auto c = std::make_shared<Connection>(strand, std::move(socket),
                                         ec ? std::string("unknown") : endpoint_string(peer));
