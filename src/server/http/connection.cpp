@@ -324,7 +324,8 @@ asio::awaitable<void> HttpServer::Impl::serve(Connection& c) {
       co_return;
     }
     if (buffered_body_error) {
-      co_await read_failed(c, target, version, buffered_body_error, "body", options_.body_timeout);
+      co_await read_failed(c, method, target, version, buffered_body_error, "body",
+                           options_.body_timeout);
       co_return;
     }
     if (!parser.is_done()) {
