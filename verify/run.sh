@@ -3,7 +3,8 @@
 # invalid end states). Exits non-zero on any error or on a search that did
 # not complete (depth or memory bound hit). Needs spin and a C compiler.
 #   verify/run.sh            all models
-#   verify/run.sh NAME...    only these (batch_queue, batch_queue_cancel, batch_queue_lanes, stream_pool)
+#   verify/run.sh NAME...    only these (batch_queue, batch_queue_cancel, batch_queue_lanes, stream_pool,
+#                            future_wait, future_wait_two)
 # SPIN and CC override the tools; FANIN_SPIN_MEMLIM the memory bound (MB).
 set -euo pipefail
 
@@ -26,6 +27,8 @@ checks=(
   "batch_queue_cancel batch_queue.pml -DCONCURRENT_CANCEL"
   "batch_queue_lanes batch_queue.pml -DLANES"
   "stream_pool stream_pool.pml"
+  "future_wait future_wait.pml"
+  "future_wait_two future_wait.pml -DTWO_WAITERS"
 )
 
 wanted=("$@")

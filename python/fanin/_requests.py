@@ -65,13 +65,17 @@ class _Future(concurrent.futures.Future):
             )
         end = None if timeout is None else time.monotonic() + timeout
         outcome = self._outcome
-        if outcome.wait(timeout):
-            try:
+        # The wait is inside the try: CPython handles a pending signal (a
+        # KeyboardInterrupt) as a call returns, so an exception may leave
+        # outcome.wait() after it returned True, and the completion left to
+        # this thread must still go back to the completer.
+        try:
+            if outcome.wait(timeout):
                 with self._condition:
                     if not self._done_callbacks:  # else the completer runs them
                         outcome.claim()
-            finally:
-                outcome.hand_back()  # unless claimed: the completer completes it
+        finally:
+            outcome.hand_back()  # unless claimed or never handed: the completer completes it
         return None if end is None else max(0.0, end - time.monotonic())
 
     def result(self, timeout: Optional[float] = None) -> Any:

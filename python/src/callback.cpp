@@ -150,13 +150,19 @@ struct FutureNames {
 // (`handed`): with the GIL back, it claims the Outcome and calls set_result
 // itself, unless the Future has done-callbacks (those run on the
 // completer), then, or if anything stops it, it hands the Outcome back to
-// the completer (hand_back, in a finally). Otherwise the completion is
-// queued for the completer as any other. Claims are made with the GIL held,
-// so a thread that finds the Outcome claimed finds the Future done. A
-// waited-on result thus costs one GIL acquisition, the waiter's: no
-// completer turn at the GIL, no Condition.notify from it. cancel() wakes a
-// waiter (the completion, when it comes, goes to the completer, which finds
-// the Future cancelled).
+// the completer (hand_back, in a finally that covers the wait too: an
+// exception such as a KeyboardInterrupt, which CPython may raise as wait()
+// returns True, must not strand a handed completion). Otherwise the
+// completion is queued for the completer as any other. Claims are made with
+// the GIL held, the waiter's inside the Future's _condition, so a thread
+// that finds the Outcome claimed and then looks at the Future under
+// _condition (done(), result()) finds it done, or, if the completer
+// claimed, done once that batch is finished. (The GIL alone would not do:
+// set_result is Python code, and the GIL may pass in it.) A waited-on
+// result thus costs one GIL acquisition, the waiter's: no completer turn at
+// the GIL, no Condition.notify from it. cancel() wakes a waiter (the
+// completion, when it comes, goes to the completer, which finds the Future
+// cancelled). Modelled in Spin: verify/future_wait.pml.
 bool claim_outcome(Outcome& o) {
   static FutureNames* names = new FutureNames();
   Response response;

@@ -363,3 +363,49 @@ def test_futures_are_done_when_drain_cancel_or_close_return():
             assert all(f.done() for f in futures), how
             if how == "drain":
                 assert all(f.exception() is None for f in futures)
+
+
+class _RaisesAfterWait:
+    """A Future's Outcome whose wait() raises KeyboardInterrupt after the real
+    wait returned True: what CPython does when it handles a pending signal
+    (Ctrl-C) as that call returns."""
+
+    def __init__(self, outcome) -> None:
+        self._outcome = outcome
+        self.raised = 0
+
+    def wait(self, timeout):
+        if self._outcome.wait(timeout):
+            self.raised += 1
+            raise KeyboardInterrupt
+        return False
+
+    def claim(self):
+        return self._outcome.claim()
+
+    def hand_back(self):
+        return self._outcome.hand_back()
+
+
+def test_an_exception_as_the_wait_returns_still_hands_the_completion_back():
+    """Note [Waiting on a Future]: a completion left to a waiting thread goes
+    back to the completer (hand_back, in _wait's finally) whatever stops the
+    waiter, also an exception raised as Outcome.wait returns True (found by
+    verify/future_wait.pml -DWAIT_OUTSIDE_TRY: the Future stayed pending and
+    drain() waited forever)."""
+    x = np.ones((8, 512), np.float32)
+    for _ in range(10):
+        e = fanin.Engine(fanin.Model.mlp(), workers=1, max_batch_size=4)
+        futures = [e.submit(x) for _ in range(40)]
+        last = futures[-1]
+        proxy = _RaisesAfterWait(last._outcome)
+        last._outcome = proxy
+        with pytest.raises(KeyboardInterrupt):
+            last.result(timeout=60)
+        assert proxy.raised == 1
+        drained = threading.Event()
+        threading.Thread(target=lambda: (e.drain(), drained.set()), daemon=True).start()
+        assert drained.wait(30), "drain() did not return"
+        assert last.done() and last.exception() is None
+        assert all(f.done() for f in futures)
+        e.close()
