@@ -42,18 +42,7 @@ BACKEND=cuda DTYPE=float16 CPP_DTYPE=f16 PEERS=()
 if [ "$DRY" = 1 ]; then BACKEND=cpu DTYPE=float32 CPP_DTYPE=f32 PEERS=(--skip-peers --bulk 200); fi
 
 step unpack
-[ "$DRY" = 1 ] || nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-mkdir -p models && tar xzf "$D/minilm.tgz" -C models && rm -rf models/all-MiniLM-L6-v2 &&
-  mv models/minilm models/all-MiniLM-L6-v2 || { echo "cannot unpack $D/minilm.tgz"; exit 1; }
-tar xzf "$D/fanin-cli.tgz" -C /tmp || { echo "cannot unpack $D/fanin-cli.tgz"; exit 1; }
-# The wheel goes into its own folder on PYTHONPATH of the Python that has
-# torch (on the GPU machine python3 is itself a venv, so a venv made from
-# it with --system-site-packages would see the base interpreter's
-# packages, not its numpy and torch).
-rm -rf /tmp/fanin-site
-py=${PYTHON:-python3}
-$py -m pip install -q --no-index --no-deps --target /tmp/fanin-site "$D"/fanin-*.whl || exit 1
-export PYTHONPATH=/tmp/fanin-site${PYTHONPATH:+:$PYTHONPATH}
+source scripts/python_devcache.sh
 (cd /tmp && $py -c "import fanin; print('fanin', fanin.__version__, fanin.available_devices())") || exit 1
 ldd /tmp/fanin-site/fanin/_fanin*.so | grep -E "not found|cublas|blas|utf8" || true
 

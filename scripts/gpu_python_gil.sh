@@ -44,14 +44,7 @@ if [ "$DRY" = 1 ]; then BACKEND=cpu DTYPE=float32 CPP_DTYPE=f32; fi
 engine=(--workers $WORKERS --max-batch $MAX_BATCH --max-delay-us $DELAY_US)
 
 step unpack
-[ "$DRY" = 1 ] || nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-mkdir -p models && tar xzf "$D/minilm.tgz" -C models && rm -rf models/all-MiniLM-L6-v2 &&
-  mv models/minilm models/all-MiniLM-L6-v2 || { echo "cannot unpack $D/minilm.tgz"; exit 1; }
-tar xzf "$D/fanin-cli.tgz" -C /tmp || { echo "cannot unpack $D/fanin-cli.tgz"; exit 1; }
-rm -rf /tmp/fanin-site
-py=${PYTHON:-python3}
-$py -m pip install -q --no-index --no-deps --target /tmp/fanin-site "$D"/fanin-*.whl || exit 1
-export PYTHONPATH=/tmp/fanin-site${PYTHONPATH:+:$PYTHONPATH}
+source scripts/python_devcache.sh
 (cd /tmp && $py -c "import fanin, numpy; print('fanin', fanin.__version__, fanin.available_devices(), 'numpy', numpy.__version__)") || exit 1
 echo "commit $(cat "$D/commit.txt" 2>/dev/null || echo unknown)"
 model=models/all-MiniLM-L6-v2
