@@ -27,15 +27,7 @@ mkdir -p "$OUT/raw"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 PY=${PYTHON:-python3}
 day=$(date -u +%Y-%m-%d)
-if [ "${DRY:-0}" != 1 ]; then
-  # Test binaries find tests/data through the source path they were built at.
-  for d in /work/main /work/wt/cpukern; do
-    [ -e "$d" ] || { mkdir -p "$(dirname "$d")" && ln -sfn "$PWD" "$d"; }
-  done
-  mkdir -p build models && tar xzf .devcache/cpu/fanin.tgz -C build &&
-    tar xzf .devcache/cpu/minilm.tgz -C models && rm -rf models/all-MiniLM-L6-v2 &&
-    mv models/minilm models/all-MiniLM-L6-v2 || { echo "cannot unpack .devcache/cpu"; exit 1; }
-fi
+[ "${DRY:-0}" = 1 ] || source scripts/cpu_devcache_unpack.sh
 F=${FANIN:-build/cpu/fanin}
 T=${TESTS:-build/cpu/tests/fanin_unit_tests}
 M=models/all-MiniLM-L6-v2

@@ -14,12 +14,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT/raw"
 exec > >(tee -a "$OUT/sweep.log") 2>&1
 PY=${PYTHON:-python3}
-for d in /work/main /work/wt/cpukern; do
-  [ -e "$d" ] || { mkdir -p "$(dirname "$d")" && ln -sfn "$PWD" "$d"; }
-done
-mkdir -p build models && tar xzf .devcache/cpu/fanin.tgz -C build &&
-  tar xzf .devcache/cpu/minilm.tgz -C models && rm -rf models/all-MiniLM-L6-v2 &&
-  mv models/minilm models/all-MiniLM-L6-v2 || { echo "cannot unpack .devcache/cpu"; exit 1; }
+source scripts/cpu_devcache_unpack.sh
 F=build/cpu/fanin
 M=models/all-MiniLM-L6-v2
 echo "== topology"
