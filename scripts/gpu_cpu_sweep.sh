@@ -20,6 +20,9 @@ M=models/all-MiniLM-L6-v2
 echo "== topology"
 lscpu | grep -E 'Model name|Thread|Core|Socket|NUMA|L1d|L2|L3|^CPU\(s\)'
 lscpu -e=CPU,CORE,SOCKET,NODE | head -20
+echo "ISA flags: $(grep -m1 -o -E '\b(avx2|fma|avx512[a-z_0-9]*|amx[a-z_0-9]*|avx_vnni)\b' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+grep -m1 -E 'model name|^flags' /proc/cpuinfo | cut -c1-120
+"$PY" -c "import torch;print('torch', torch.__version__, 'mkldnn', torch.backends.mkldnn.is_available(), 'mkl', torch.backends.mkl.is_available(), torch.backends.cpu.get_cpu_capability())" 2>&1 | tail -1
 for c in 0 1 2 3; do echo "cpu$c siblings: $(cat /sys/devices/system/cpu/cpu$c/topology/thread_siblings_list 2>/dev/null)"; done
 # Two cpus of two different cores: cpu 0 and the first cpu whose core differs.
 other=$(lscpu -p=CPU,CORE | grep -v '^#' | awk -F, 'NR==1{c=$2} $2!=c{print $1; exit}')

@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build git pkg-config
-  libopenblas-dev          # CPU GEMM
+  libopenblas-dev          # CPU GEMM (attention), BLAS fallback
+  libdnnl-dev              # CPU GEMM of the linear layers (oneDNN: feature-based ISA dispatch)
   libutf8proc-dev          # Unicode NFD and categories for the WordPiece tokenizer
   nlohmann-json3-dev       # JSON (safetensors headers, bench output)
   libcli11-dev             # the fanin CLI

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/isa.h"
 #include "backends/cpu/profile.h"
 #include "backends/cpu/vec_kernels.h"
@@ -56,6 +57,30 @@ void expect_sgemm_correct() {
     }
 }
 
+// y = x w^T from `gemm` against a double loop, on shapes that are not
+// multiples of any vector width, one row, and the encoder's widths.
+void expect_gemm_nt_correct(void (*gemm)(int64_t, int64_t, int64_t, const float*, const float*,
+                                         float*),
+                            const char* what) {
+  const int64_t shapes[][3] = {{37, 53, 29}, {1, 17, 33}, {65, 384, 384}, {19, 1536, 384}};
+  for (const auto& sh : shapes) {
+    const int64_t m = sh[0], n = sh[1], k = sh[2];
+    std::vector<float> a = testing::random_values(m * k, 3), b = testing::random_values(n * k, 4);
+    std::vector<float> c(m * n, -1.0f);
+    gemm(m, n, k, a.data(), b.data(), c.data());
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double ref = 0, mag = 0;
+        for (int64_t l = 0; l < k; ++l) {
+          ref += static_cast<double>(a[i * k + l]) * b[j * k + l];
+          mag += std::abs(static_cast<double>(a[i * k + l]) * b[j * k + l]);
+        }
+        ASSERT_NEAR(c[i * n + j], ref, 1e-5 * mag + 1e-6)
+            << what << " [" << m << "x" << n << "x" << k << "] at " << i << "," << j;
+      }
+  }
+}
+
 TEST(CpuKernelSelection, FeaturesDecideTheIsa) {
   EXPECT_EQ(cpu::isa(), expected_isa()) << cpu::to_string(cpu::isa());
   EXPECT_EQ(cpu::vec_kernel_isa(), expected_isa()) << cpu::to_string(cpu::vec_kernel_isa());
@@ -95,6 +120,32 @@ TEST(CpuKernelSelection, ANarrowCoreIsRaisedByFeatures) {
   EXPECT_EQ(now ? std::string(now) : std::string("(unset)"), old ? saved : std::string("(unset)"))
       << "the environment is put back";
   expect_sgemm_correct();
+  expect_gemm_nt_correct(cpu::gemm_nt_openblas, "OpenBLAS after the reselection");
+}
+
+// The linear layers' GEMM library (Note [CPU GEMM library]): where fanin is
+// built with oneDNN, its kernels must be as wide as the CPU's features too
+// (oneDNN reads cpuid itself; this fails if it ever ran its SSE4.1 or AVX
+// path on an AVX2 or AVX-512 machine).
+TEST(CpuKernelSelection, OneDnnUsesTheWidestKernelsTheFeaturesAllow) {
+  if (!cpu::gemm_uses_onednn())
+    GTEST_SKIP() << "the linear layers use OpenBLAS here (built without oneDNN, or "
+                    "FANIN_CPU_GEMM=openblas): " << cpu::gemm_library();
+  // dnnl_cpu_isa_t values are bit sets: each ISA's bits include the narrower ones'.
+  const int need = expected_isa() == cpu::Isa::kAvx512    ? 0x27  // avx512_core
+                   : expected_isa() == cpu::Isa::kAvx2Fma ? 0x7   // avx2
+                   : expected_isa() == cpu::Isa::kAvx     ? 0x3   // avx
+                                                          : 0x1;
+  EXPECT_EQ(cpu::onednn_isa_level() & need, need)
+      << cpu::gemm_library() << " on a CPU with " << cpu::to_string(expected_isa());
+  const Device& d = Device::get("cpu");
+  EXPECT_NE(d.description().find("GEMM oneDNN"), std::string::npos) << d.description();
+  expect_gemm_nt_correct(cpu::gemm_nt, "oneDNN");
+}
+
+TEST(CpuGemm, BothLibrariesMatchADoubleReference) {
+  expect_gemm_nt_correct(cpu::gemm_nt, cpu::gemm_library().c_str());
+  expect_gemm_nt_correct(cpu::gemm_nt_openblas, "OpenBLAS");
 }
 
 TEST(CpuKernelSelection, IsaOfCoreNames) {

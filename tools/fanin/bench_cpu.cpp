@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <future>
 
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/isa.h"
 #include "backends/cpu/profile.h"
 #include "bench_more.h"
@@ -234,15 +235,28 @@ json run_cpu_profile_bench(const BenchOptions& o) {
                            {static_cast<int>(I), static_cast<int>(H)},
                            {static_cast<int>(H), static_cast<int>(I)}};
   json peak = json::array();
-  double flops = 0, secs = 0;
+  double flops = 0, secs = 0, secs_openblas = 0;
   for (const auto& sh : shapes) {
     const double g = cpu::sgemm_peak_gflops(m, sh[0], sh[1], std::max(0.2, o.seconds / 8));
-    peak.push_back({{"m", m}, {"n", sh[0]}, {"k", sh[1]}, {"gflop_per_s", g}});
     const double f = 2.0 * m * sh[0] * sh[1];
+    json e = {{"m", m}, {"n", sh[0]}, {"k", sh[1]}, {"gflop_per_s", g}};
+    if (cpu::gemm_uses_onednn()) {  // the same shapes on OpenBLAS, same run
+      const double gb =
+          cpu::sgemm_peak_gflops(m, sh[0], sh[1], std::max(0.2, o.seconds / 8), true);
+      e["openblas_gflop_per_s"] = gb;
+      secs_openblas += f / (gb * 1e9);
+    }
+    peak.push_back(e);
     flops += f;
     secs += f / (g * 1e9);
   }
   const double peak_all = flops / secs / 1e9;
+  if (secs_openblas > 0)
+    std::fprintf(stderr,
+                 "fanin bench cpu-profile: GEMM %s %.1f GFLOP/s on the model's shapes, "
+                 "OpenBLAS %.1f (%.2fx)\n",
+                 cpu::gemm_library().c_str(), peak_all, flops / secs_openblas / 1e9,
+                 secs_openblas / secs);
   const double model_gemm = layouts[0]["ops"]["gemm"]["gflop_per_s"].get<double>();
   const double model_gemm_cpu = layouts[0]["ops"]["gemm"]["gflop_per_cpu_s"].get<double>();
   std::fprintf(stderr,
@@ -268,7 +282,11 @@ json run_cpu_profile_bench(const BenchOptions& o) {
   j["sgemm_peak"] = {{"shapes", peak}, {"gflop_per_s", peak_all},
                      {"model_gemm_fraction_of_peak", model_gemm / peak_all},
                      {"model_gemm_cpu_fraction_of_peak", model_gemm_cpu / peak_all},
-                     {"note", "best single call of a plain cblas_sgemm loop, same shapes"}};
+                     {"library", cpu::gemm_library()},
+                     {"openblas_gflop_per_s",
+                      secs_openblas > 0 ? json(flops / secs_openblas / 1e9) : json(nullptr)},
+                     {"note", "best single call of a plain sgemm loop of the GEMM library the "
+                              "model uses (Note [CPU GEMM library]), same shapes"}};
   j["tokenizer"] = tok;
   j["notes"] = {"Note [Bench CPU profile] in tools/fanin/bench_cpu.cpp",
                 "ops: kernel time on the stream worker per batch; gelu includes linear's "

@@ -1,6 +1,8 @@
 // Feature-based kernel selection (Note [CPU kernel selection] in isa.h).
 #include "backends/cpu/isa.h"
 
+#include "backends/cpu/gemm.h"
+
 #include <cpuid.h>
 #include <strings.h>
 
@@ -159,6 +161,7 @@ std::string kernels_summary() {
     s += " (it had chosen " + b.detected_core +
          (b.openblas_env.empty() ? std::string() : ", OPENBLAS_CORETYPE=" + b.openblas_env) + ")";
   }
+  if (gemm_uses_onednn()) s += ", GEMM " + gemm_library();
   return s;
 }
 

@@ -1,5 +1,6 @@
 #include "backends/cpu/kernels.h"
 
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/profile.h"
 #include "backends/cpu/vec_kernels.h"
 
@@ -73,10 +74,7 @@ void linear(const LinearArgs& a) {
       cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(a.n), static_cast<int>(a.k), 1.0f,
                   w.get(), static_cast<int>(a.k), x.get(), 1, 0.0f, y, 1);
     } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.m),
-                  static_cast<int>(a.n), static_cast<int>(a.k), 1.0f, x.get(),
-                  static_cast<int>(a.k), w.get(), static_cast<int>(a.k), 0.0f, y,
-                  static_cast<int>(a.n));
+      gemm_nt(a.m, a.n, a.k, x.get(), w.get(), y);  // Note [CPU GEMM library]
     }
   }
   const int act = a.act == Activation::kRelu ? 1 : a.act == Activation::kGelu ? 2 : 0;

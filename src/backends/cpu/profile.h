@@ -88,9 +88,10 @@ class ProfScope {
   uint64_t c0_ = 0;
 };
 
-// OpenBLAS's single-threaded sgemm rate (GFLOP/s) on y[m,n] = x[m,k] w[n,k]^T,
-// best of repeated calls over about `seconds`: the peak the model's GEMMs
-// are compared with.
-double sgemm_peak_gflops(int m, int n, int k, double seconds);
+// The single-threaded sgemm rate (GFLOP/s) on y[m,n] = x[m,k] w[n,k]^T of
+// the library the model uses (gemm_nt, Note [CPU GEMM library]), or of
+// OpenBLAS with `openblas`, best of repeated calls over about `seconds`: the
+// peak the model's GEMMs are compared with.
+double sgemm_peak_gflops(int m, int n, int k, double seconds, bool openblas = false);
 
 }  // namespace fanin::backend::cpu
