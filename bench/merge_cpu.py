@@ -7,6 +7,7 @@ Usage: merge_cpu.py RAW_DIR OUT_JSON OUT_PNG
 """
 import glob
 import json
+import statistics
 import os
 import sys
 
@@ -52,6 +53,40 @@ def main():
                      "fanin_vs_onnxruntime": f / ort if f and ort else None,
                      "onnxruntime_min_cosine_vs_st":
                          p.get("onnxruntime", {}).get("min_cosine_vs_sentence_transformers")})
+    # Interleaved 2-core rounds (fanin, fanin with OpenBLAS GEMMs, ST): the
+    # median of each, and of the per-round ratio, stands for the 2-core row.
+    rounds = []
+    for p in sorted(glob.glob(os.path.join(raw, "round*_fanin.json"))):
+        r = os.path.basename(p)[len("round"):-len("_fanin.json")]
+        fj = load(p)
+        ob = load(os.path.join(raw, "round%s_fanin_openblas.json" % r))
+        st = load(os.path.join(raw, "round%s_st.json" % r))
+        if not (fj and st):
+            continue
+        f = fj["results"][0]["sentences_per_s"]
+        s_ = st["sentence_transformers"]["sentences_per_s"]
+        o = ob["results"][0]["sentences_per_s"] if ob else None
+        rounds.append({"round": int(r), "fanin": f, "fanin_openblas_gemm": o,
+                       "sentence_transformers": s_, "fanin_vs_st": f / s_,
+                       "onednn_vs_openblas": f / o if o else None})
+    two_core = None
+    if rounds:
+        med = lambda k: statistics.median([x[k] for x in rounds if x[k] is not None])
+        two_core = {"rounds": rounds, "median_fanin": med("fanin"),
+                    "median_fanin_openblas_gemm": med("fanin_openblas_gemm"),
+                    "median_sentence_transformers": med("sentence_transformers"),
+                    "median_fanin_vs_st": med("fanin_vs_st"),
+                    "median_onednn_vs_openblas": med("onednn_vs_openblas"),
+                    "note": "taskset -c 0-1, 2,000 sentences, batch 32, rounds interleaved"}
+        for row in rows:
+            if row["cores"] == 2:
+                row["single_run"] = {k: row[k] for k in ("fanin_sentences_per_s",
+                                     "sentence_transformers_sentences_per_s",
+                                     "fanin_vs_sentence_transformers")}
+                row["fanin_sentences_per_s"] = two_core["median_fanin"]
+                row["sentence_transformers_sentences_per_s"] = two_core["median_sentence_transformers"]
+                row["fanin_vs_sentence_transformers"] = two_core["median_fanin_vs_st"]
+                row["from"] = "medians of the interleaved rounds"
     packed = (prof.get("layouts") or [{}])[0]
     res = {
         "benchmark": "CPU sentence encoder vs CPU peers (scripts/gpu_cpu_bench.sh)",
@@ -71,6 +106,7 @@ def main():
             "core": prof_det["machine"]["openblas_core"],
             "sentences_per_s": prof_det["layouts"][0]["sentences_per_s"]},
         "encoder_2cores": enc2, "encoder_all": enc_all,
+        "two_core_rounds": two_core,
         "peers": peers,
         "notes": ["fanin: Engine with W workers on the CPU backend (one stream, one thread "
                   "each; BLAS one thread per call), all sentences submitted at once",

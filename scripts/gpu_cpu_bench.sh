@@ -60,6 +60,21 @@ ws=1; for w in 2 4 8; do [ "$w" -lt "$N" ] && ws="$ws,$w"; done
 taskset -c "$ALL" "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
   --threads "$ws,0" --cpu-sentences 4000 --max-batch 32 --out "$OUT/raw/encoder_all.json" > /dev/null
 
+echo "== 3b. 2 cores, interleaved rounds (this VM's neighbours move single figures by 20%)"
+for r in $(seq "${ROUNDS:-3}"); do
+  taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" --threads 2 \
+    --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/round${r}_fanin.json" > /dev/null
+  FANIN_CPU_GEMM=openblas taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
+    --threads 2 --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/round${r}_fanin_openblas.json" > /dev/null
+  taskset -c 0-1 "$PY" bench/peers/cpu_minilm.py --model-dir "$M" --sentences bench/data/queue_sentences.txt \
+    --count 2000 --threads 2 > "$OUT/raw/round${r}_st.json"
+  "$PY" -c "
+import json
+f = lambda p: json.load(open('$OUT/raw/round${r}_' + p + '.json'))
+a, b, c = f('fanin')['results'][0]['sentences_per_s'], f('fanin_openblas')['results'][0]['sentences_per_s'], f('st')['sentence_transformers']['sentences_per_s']
+print('round $r: fanin %.0f (OpenBLAS GEMM %.0f), sentence-transformers %.0f: %.2fx' % (a, b, c, a / c))"
+done
+
 echo "== 4. fanin embed, 2,000 sentences, model load included"
 cores_list=(0-1)
 [ "$N" -gt 2 ] && cores_list+=("$ALL")
