@@ -3,7 +3,9 @@
 # .devcache/python/ (git-ignored; the device call's carry):
 #   fanin-*-cp312-*.whl  the Python module for the GPU machine's Python 3.12:
 #                        CUDA on, OpenBLAS and utf8proc linked statically
-#                        (the GPU machine has neither); cudart is static,
+#                        (the GPU machine has neither; oneDNN is left out,
+#                        FANIN_ONEDNN=OFF, as in the `gpu` preset: only the
+#                        CPU pack carries its libraries); cudart is static,
 #                        cuBLASLt comes from the machine's CUDA
 #   fanin-cli.tgz        the fanin CLI from the same build folder, for the
 #                        C++ queue figure the Python figure is compared with
@@ -41,7 +43,8 @@ rm -f "$dst"/fanin-*.whl
 echo "== wheel (CUDA on, static OpenBLAS and utf8proc) in $build =="
 "$venv/bin/pip" wheel --no-build-isolation --no-deps -w "$dst" \
   -C "build-dir=$build" -C cmake.define.FANIN_CUDA=ON -C cmake.define.FANIN_STATIC_BLAS=ON \
-  -C cmake.define.FANIN_STATIC_UTF8PROC=ON -C cmake.define.FANIN_TOOLS=ON "${launcher[@]}" .
+  -C cmake.define.FANIN_STATIC_UTF8PROC=ON -C cmake.define.FANIN_TOOLS=ON \
+  -C cmake.define.FANIN_ONEDNN=OFF "${launcher[@]}" .
 ls -l "$dst"/fanin-*.whl
 
 git rev-parse --short=12 HEAD > "$dst/commit.txt"

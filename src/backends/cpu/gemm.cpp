@@ -8,11 +8,13 @@
 //    never from the model name, so a VM that hides the model still gets
 //    AVX-512 (Note [CPU kernel selection] works around OpenBLAS 0.3.21 for
 //    the same reason);
-//  - on the model's shapes (461-1965 rows, 384/1152/1536 columns, one core)
-//    its sgemm was 1.09-1.15x OpenBLAS's on the 2-core development VM and
-//    1.2-1.4x on the GPU machine's 16-core Xeon (bench/results, probe of
-//    2026-12-02), with the weights as they are (no packed copy to keep in
-//    step with the tensor: w[n,k] row-major is passed as is);
+//  - on the model's shapes (461 rows, 384/1152/1536 columns, one core) its
+//    sgemm's best call was 1.09-1.15x OpenBLAS's on the 2-core development
+//    VM and 1.09x (157 vs 145 GFLOP/s, same run) on the GPU machine's Xeon
+//    (bench/results/2026-12-02-cpu-onednn.json); whole-encoder gains are
+//    smaller there (2 workers: median 1.04x over three interleaved rounds),
+//    15% on one core of the development VM. The weights are passed as they
+//    are (no packed copy to keep in step with the tensor: w[n,k] row-major);
 //  - the same library has AMX bf16 matmul for a reduced-precision path.
 // The attention's small per-head GEMMs (len x len x 32) stay on OpenBLAS:
 // there oneDNN's per-call cost made it 0.5-0.7x at 20 tokens.
