@@ -32,6 +32,7 @@
 #include <cstring>
 
 #include "backends/cpu/isa.h"
+#include "core/check.h"
 
 #if FANIN_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -65,7 +66,10 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const float* x, const float* w, fl
     }();
     (void)one_thread;
     // Row-major: y = x * op(w), op = transpose, as cblas_sgemm below.
-    dnnl_sgemm('N', 'T', m, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+    const dnnl_status_t st = dnnl_sgemm('N', 'T', m, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+    if (st != dnnl_success)
+      FANIN_THROW(kDeviceError, "[linear] oneDNN's sgemm failed with status ", static_cast<int>(st),
+                  " on [", m, " x ", k, "] x [", n, " x ", k, "]^T");
     return;
   }
 #endif

@@ -4,7 +4,6 @@
 
 #include "backends/cpu/gemm.h"
 
-#include <cblas.h>
 #include <time.h>
 
 #include <algorithm>
