@@ -1,7 +1,7 @@
 # Sourced by the scripts that pack builds for the GPU machine.
 # travel_libs DEST FILE...: copies into DEST the shared libraries that FILE...
 # need and the GPU machine lacks (oneDNN and what it loads: libgomp,
-# libOpenCL), stripped. The unpacking side puts DEST on LD_LIBRARY_PATH.
+# libOpenCL; ldd lists those too, it follows dependencies), stripped. The unpacking side puts DEST on LD_LIBRARY_PATH.
 travel_libs() {
   local dest=$1; shift
   mkdir -p "$dest"
@@ -10,10 +10,6 @@ travel_libs() {
     cp -L "$lib" "$dest/" && strip --strip-unneeded "$dest/$(basename "$lib")"
   done < <(for f in "$@"; do ldd "$f"; done |
     awk '$1 ~ /^lib(dnnl|gomp|OpenCL)\.so/ && $3 ~ /^\// {print $3}' | sort -u)
-  for lib in "$dest"/libdnnl.so.*; do
-    [ -e "$lib" ] && ldd "$lib" | awk '$1 ~ /^lib(gomp|OpenCL)\.so/ && $3 ~ /^\// {print $3}' |
-      while read -r dep; do cp -nL "$dep" "$dest/"; done
-  done
   ls "$dest"
 }
 

@@ -236,13 +236,13 @@ json run_cpu_profile_bench(const BenchOptions& o) {
                            {static_cast<int>(H), static_cast<int>(I)}};
   json peak = json::array();
   double flops = 0, secs = 0, secs_openblas = 0;
+  const double loop_s = std::max(0.2, o.seconds / 8);
   for (const auto& sh : shapes) {
-    const double g = cpu::sgemm_peak_gflops(m, sh[0], sh[1], std::max(0.2, o.seconds / 8));
+    const double g = cpu::sgemm_peak_gflops(m, sh[0], sh[1], loop_s);
     const double f = 2.0 * m * sh[0] * sh[1];
     json e = {{"m", m}, {"n", sh[0]}, {"k", sh[1]}, {"gflop_per_s", g}};
     if (cpu::gemm_uses_onednn()) {  // the same shapes on OpenBLAS, same run
-      const double gb =
-          cpu::sgemm_peak_gflops(m, sh[0], sh[1], std::max(0.2, o.seconds / 8), true);
+      const double gb = cpu::sgemm_peak_gflops(m, sh[0], sh[1], loop_s, true);
       e["openblas_gflop_per_s"] = gb;
       secs_openblas += f / (gb * 1e9);
     }
