@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build git pkg-config
   libopenblas-dev          # CPU GEMM (attention), BLAS fallback
   libdnnl-dev              # CPU GEMM of the linear layers (oneDNN: feature-based ISA dispatch)
+  opencl-c-headers ocl-icd-opencl-dev  # Debian's dnnl-config.cmake requires OpenCL (its GPU runtime)
   libutf8proc-dev          # Unicode NFD and categories for the WordPiece tokenizer
   nlohmann-json3-dev       # JSON (safetensors headers, bench output)
   libcli11-dev             # the fanin CLI

@@ -68,7 +68,7 @@ void check_parity(const std::string& device_name, DType dtype, double min_cosine
     worst = std::min(worst, c);
     EXPECT_GE(c, min_cosine) << "sentence " << i << ": '" << refs.sentences[i] << "'";
   }
-  std::printf("[parity] %s %s: worst cosine %.7f over %zu sentences\n", device_name.c_str(),
+  std::printf("[parity] %s %s: worst cosine %.9f over %zu sentences\n", device_name.c_str(),
               fanin::to_string(dtype), worst, got.size());
 }
 
