@@ -6,13 +6,16 @@
 #   2. fanin bench --mode cpu-profile on one core (per-op time of a batch of
 #      32, GEMM rate against a plain sgemm loop, WordPiece tokens/s);
 #   3. fanin bench --mode cpu-encoder (text Engine, W workers) pinned to 2
-#      cores (W = 1, 2) and to all cores (W = 1, 2, 4, 8, all);
+#      cores (W = 1, 2) and to all cores (W = 1, 2, 4, 8, all), by default
+#      (bf16 linear layers where the CPU has bf16 instructions: Note [CPU
+#      bf16 matmul]) and with FANIN_CPU_MATMUL=f32;
 #   4. fanin embed of the 2,000 sentences (model load included), pinned to
 #      2 cores and to all;
 #   5. the peers, same sentences, same pinning (bench/peers/cpu_minilm.py):
 #      sentence-transformers (float32, batch 32) and ONNX Runtime's CPU
 #      provider (the model exported there with torch.onnx), 1, 2 and all
-#      cores;
+#      cores; sentence-transformers again under torch.autocast(bfloat16)
+#      (--bf16), the peer of fanin's bf16 linear layers;
 # then bench/merge_cpu.py writes $OUT/<date>-cpu.json (+ .png).
 # What comes back: log.txt, <date>-cpu.json, <date>-cpu.png, cpu_raw.tgz.
 #
@@ -40,12 +43,14 @@ lscpu | grep -E 'Model name|Flags|^CPU\(s\)|Vendor' | cut -c1-400
 "$F" --version
 
 echo "== 1. tests"
-"$T" --gtest_filter='CpuKernelSelection.*:CpuVecKernels.*:CpuPackedSequences.*:CpuProfile.*:SentenceEncoderParity.Cpu*:SentenceEncoderParity.EmbeddingsDoNotDepend*' \
+"$T" --gtest_filter='CpuKernelSelection.*:CpuBf16Matmul.*:CpuVecKernels.*:CpuPackedSequences.*:CpuProfile.*:SentenceEncoderParity.Cpu*:SentenceEncoderParity.EmbeddingsDoNotDepend*' \
   2>&1 | grep -E '^\[ *(OK|FAILED|SKIPPED|PASSED) |parity|Failure|Expected|Which is|core' | tee "$OUT/raw/tests.txt"
 
 echo "== 2. cpu-profile, one core"
 taskset -c 0 "$F" bench --model minilm --mode cpu-profile --model-dir "$M" --seconds 3 \
   --out "$OUT/raw/profile_1core.json" > /dev/null
+FANIN_CPU_MATMUL=f32 taskset -c 0 "$F" bench --model minilm --mode cpu-profile --model-dir "$M" \
+  --seconds 2 --out "$OUT/raw/profile_1core_f32.json" > /dev/null
 # What OpenBLAS alone would have run (its own choice at load, forced back).
 det=$("$PY" -c "import json;print(json.load(open('$OUT/raw/profile_1core.json'))['machine']['openblas_detected_core'])" 2>/dev/null || echo "")
 if [ -n "$det" ]; then
@@ -56,23 +61,28 @@ fi
 echo "== 3. cpu-encoder"
 taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" --threads 1,2 \
   --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/encoder_2cores.json" > /dev/null
+FANIN_CPU_MATMUL=f32 taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
+  --threads 1,2 --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/encoder_2cores_f32.json" > /dev/null
 ws=1; for w in 2 4 8; do [ "$w" -lt "$N" ] && ws="$ws,$w"; done
 taskset -c "$ALL" "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
   --threads "$ws,0" --cpu-sentences 4000 --max-batch 32 --out "$OUT/raw/encoder_all.json" > /dev/null
+FANIN_CPU_MATMUL=f32 taskset -c "$ALL" "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
+  --threads 0 --cpu-sentences 4000 --max-batch 32 --out "$OUT/raw/encoder_all_f32.json" > /dev/null
 
 echo "== 3b. 2 cores, interleaved rounds (this VM's neighbours move single figures by 20%)"
 for r in $(seq "${ROUNDS:-3}"); do
   taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" --threads 2 \
     --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/round${r}_fanin.json" > /dev/null
-  FANIN_CPU_GEMM=openblas taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
-    --threads 2 --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/round${r}_fanin_openblas.json" > /dev/null
+  FANIN_CPU_MATMUL=f32 taskset -c 0-1 "$F" bench --model minilm --mode cpu-encoder --model-dir "$M" \
+    --threads 2 --cpu-sentences 2000 --max-batch 32 --out "$OUT/raw/round${r}_fanin_f32.json" > /dev/null
   taskset -c 0-1 "$PY" bench/peers/cpu_minilm.py --model-dir "$M" --sentences bench/data/queue_sentences.txt \
-    --count 2000 --threads 2 > "$OUT/raw/round${r}_st.json"
+    --count 2000 --threads 2 --bf16 > "$OUT/raw/round${r}_st.json"
   "$PY" -c "
 import json
 f = lambda p: json.load(open('$OUT/raw/round${r}_' + p + '.json'))
-a, b, c = f('fanin')['results'][0]['sentences_per_s'], f('fanin_openblas')['results'][0]['sentences_per_s'], f('st')['sentence_transformers']['sentences_per_s']
-print('round $r: fanin %.0f (OpenBLAS GEMM %.0f), sentence-transformers %.0f: %.2fx' % (a, b, c, a / c))"
+a, b, st = f('fanin')['results'][0]['sentences_per_s'], f('fanin_f32')['results'][0]['sentences_per_s'], f('st')
+c = st['sentence_transformers']['sentences_per_s']; d = st.get('sentence_transformers_bf16', {}).get('sentences_per_s', float('nan'))
+print('round $r: fanin %.0f (f32 linear layers %.0f), sentence-transformers %.0f (bf16 autocast %.0f): %.2fx, %.2fx' % (a, b, c, d, a / c, a / d))"
 done
 
 echo "== 4. fanin embed, 2,000 sentences, model load included"
@@ -98,7 +108,7 @@ for spec in "${specs[@]}"; do
   set -- $spec
   t0=$(date +%s.%N)
   taskset -c "$1" "$PY" bench/peers/cpu_minilm.py --model-dir "$M" --sentences bench/data/queue_sentences.txt \
-    --count 2000 --threads "$2" --onnx "$ONNX" > "$OUT/raw/peer_$2.json"
+    --count 2000 --threads "$2" --onnx "$ONNX" --bf16 > "$OUT/raw/peer_$2.json"
   echo "peer $2 threads: rc $? in $(awk "BEGIN {print $(date +%s.%N) - $t0}") s (import, load, export, passes)"
 done
 

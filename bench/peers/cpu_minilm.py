@@ -49,6 +49,10 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="0: the affinity's cores")
     ap.add_argument("--onnx", default="", help="export the model here and run ONNX Runtime too")
     ap.add_argument("--skip-st", action="store_true")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also sentence-transformers under torch.autocast('cpu', bfloat16): "
+                         "its linear layers in bf16 (oneDNN's AMX/AVX512-BF16 kernels), "
+                         "as fanin's CPU bf16 matmul")
     ap.add_argument("--only-onnx-export", action="store_true", help="export --onnx and stop")
     a = ap.parse_args()
     threads = a.threads or affinity()
@@ -88,6 +92,23 @@ def main():
         out["sentence_transformers"] = {"seconds": el, "sentences_per_s": len(texts) / el}
         print(f"cpu peers: sentence-transformers {threads} threads: {len(texts) / el:.1f} "
               f"sentences/s", file=sys.stderr)
+        if a.bf16:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                model.encode(texts[: 4 * a.batch], batch_size=a.batch, show_progress_bar=False)
+                t0 = time.perf_counter()
+                got = model.encode(texts, batch_size=a.batch, show_progress_bar=False,
+                                   convert_to_numpy=True, normalize_embeddings=False)
+                el = time.perf_counter() - t0
+            got = got.astype(np.float64)
+            r64 = ref.astype(np.float64)
+            cos = (got * r64).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(r64, axis=1))
+            out["sentence_transformers_bf16"] = {
+                "seconds": el, "sentences_per_s": len(texts) / el,
+                "how": "torch.autocast('cpu', dtype=torch.bfloat16) around model.encode",
+                "min_cosine_vs_f32": float(cos.min())}
+            print(f"cpu peers: sentence-transformers bf16 autocast {threads} threads: "
+                  f"{len(texts) / el:.1f} sentences/s, min cosine to f32 {cos.min():.6f}",
+                  file=sys.stderr)
     if a.onnx:
         out["onnxruntime"] = run_onnx(a, model, texts, threads, ref, out["versions"])
     print(json.dumps(out, indent=2))

@@ -27,7 +27,8 @@ Activation parse_activation(const std::string& name);
 namespace ops {
 
 // act(x * w^T + bias). x: [..., K]; w: [N, K]; bias: [N] or null; out:
-// [..., N]. All of one dtype.
+// [..., N]. All of one dtype, except that on the CPU w may be bf16 with f32
+// x (the CPU's bf16 matmul, Note [CPU bf16 matmul] in docs/design.md).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Activation act,
               Stream& stream);
 

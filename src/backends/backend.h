@@ -84,7 +84,8 @@ struct LinearArgs {
   const void* bias = nullptr;  // may be null
   void* out = nullptr;
   int64_t m = 0, n = 0, k = 0;
-  DType dtype = DType::kF32;
+  DType dtype = DType::kF32;    // x, bias and out
+  DType w_dtype = DType::kF32;  // w: dtype, or bf16 with f32 x where mixed_linear() (Note [CPU bf16 matmul])
   Activation act = Activation::kNone;
 };
 
@@ -199,6 +200,12 @@ class Backend {
   // True when embedding, attention and mean_pool take packed sequences
   // (Note [Packed sequences]).
   virtual bool packed_sequences() const noexcept { return false; }
+  // True when linear() takes bf16 weights with f32 x, bias and out.
+  virtual bool mixed_linear() const noexcept { return false; }
+  // The dtype a model stores its linear layers' weights in when its
+  // activations are `act` (Note [CPU bf16 matmul]): `act` unless the backend
+  // computes those GEMMs in a narrower type anyway.
+  virtual DType linear_weight_dtype(DType act) const noexcept { return act; }
   virtual void embedding(StreamImpl& stream, const EmbeddingArgs& args);
   virtual void attention(StreamImpl& stream, const AttentionArgs& args);
   virtual void mean_pool(StreamImpl& stream, const MeanPoolArgs& args);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "backends/backend.h"
 #include "core/check.h"
 #include "fanin/device.h"
 #include "fanin/ops.h"
@@ -75,6 +76,12 @@ Bert::Weights build(const BertConfig& c, DType dtype, Device& device, Stream& s,
   auto up = [&](const std::string& name, const Shape& shape) {
     return upload(get(name, shape), shape, dtype, device, s);
   };
+  // The linear layers' weights in the dtype the backend computes them in
+  // (bf16 on a CPU that runs the linear layers in bf16: Note [CPU bf16 matmul]).
+  const DType wdt = device.backend().linear_weight_dtype(dtype);
+  auto up_w = [&](const std::string& name, const Shape& shape) {
+    return upload(get(name, shape), shape, wdt, device, s);
+  };
   w.word = up("embeddings.word_embeddings.weight", {c.vocab_size, H});
   w.pos = up("embeddings.position_embeddings.weight", {c.max_position, H});
   w.type = up("embeddings.token_type_embeddings.weight", {c.type_vocab, H});
@@ -90,15 +97,15 @@ Bert::Weights build(const BertConfig& c, DType dtype, Device& device, Stream& s,
       qkv_w.insert(qkv_w.end(), wv.begin(), wv.end());
       qkv_b.insert(qkv_b.end(), bv.begin(), bv.end());
     }
-    L.qkv_w = upload(qkv_w, {3 * H, H}, dtype, device, s);
+    L.qkv_w = upload(qkv_w, {3 * H, H}, wdt, device, s);
     L.qkv_b = upload(qkv_b, {3 * H}, dtype, device, s);
-    L.out_w = up(p + "attention.output.dense.weight", {H, H});
+    L.out_w = up_w(p + "attention.output.dense.weight", {H, H});
     L.out_b = up(p + "attention.output.dense.bias", {H});
     L.ln1_g = up(p + "attention.output.LayerNorm.weight", {H});
     L.ln1_b = up(p + "attention.output.LayerNorm.bias", {H});
-    L.ffn_in_w = up(p + "intermediate.dense.weight", {I, H});
+    L.ffn_in_w = up_w(p + "intermediate.dense.weight", {I, H});
     L.ffn_in_b = up(p + "intermediate.dense.bias", {I});
-    L.ffn_out_w = up(p + "output.dense.weight", {H, I});
+    L.ffn_out_w = up_w(p + "output.dense.weight", {H, I});
     L.ffn_out_b = up(p + "output.dense.bias", {H});
     L.ln2_g = up(p + "output.LayerNorm.weight", {H});
     L.ln2_b = up(p + "output.LayerNorm.bias", {H});

@@ -60,7 +60,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Activation a
   check_input("linear", "x", x, stream);
   check_input("linear", "weight", w, stream);
   check_float("linear", x);
-  check_dtype("linear", "weight", w, x.dtype());
+  if (!(w.dtype() == DType::kBF16 && x.dtype() == DType::kF32 && be(stream).mixed_linear()))
+    check_dtype("linear", "weight", w, x.dtype());
   FANIN_CHECK(x.ndim() >= 1, kInvalidArgument, "[linear] x must have at least 1 dimension, got ",
               to_string(x.shape()));
   FANIN_CHECK(w.ndim() == 2, kInvalidArgument, "[linear] weight must be 2-D [out, in], got ",
@@ -88,6 +89,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, Activation a
   a.n = n;
   a.k = k;
   a.dtype = x.dtype();
+  a.w_dtype = w.dtype();
   a.act = act;
   Encoder enc = stream.command_buffer().begin_encoding();
   be(stream).linear(stream.impl(), a);

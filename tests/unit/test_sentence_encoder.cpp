@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backends/cpu/gemm.h"
 #include "fanin/device.h"
 #include "fanin/error.h"
 #include "fanin/sentence_encoder.h"
@@ -75,6 +76,18 @@ void check_parity(const std::string& device_name, DType dtype, double min_cosine
 }  // namespace
 
 TEST(SentenceEncoderParity, CpuF32MatchesSentenceTransformers) {
+  check_parity("cpu", DType::kF32, 0.9999);
+}
+
+// The linear layers in bf16 (Note [CPU bf16 matmul]): the default where the
+// CPU has bf16 instructions, and ctest's cpu_bf16_matmul entry runs it with
+// FANIN_CPU_MATMUL=bf16 everywhere (emulated where the CPU has none). The bar
+// is the f32 path's: the GEMMs round their inputs to bf16 but sum in f32.
+TEST(SentenceEncoderParity, CpuBf16LinearLayersMatchSentenceTransformers) {
+  if (fanin::backend::cpu::cpu_matmul() != fanin::backend::cpu::CpuMatmul::kBf16)
+    GTEST_SKIP() << "the linear layers run in f32 here (FANIN_CPU_MATMUL=bf16 runs them in bf16)";
+  std::printf("[parity] linear layers in bf16 on %s\n",
+              fanin::backend::cpu::bf16_matmul_library().c_str());
   check_parity("cpu", DType::kF32, 0.9999);
 }
 

@@ -274,7 +274,9 @@ json run_cpu_profile_bench(const BenchOptions& o) {
                "(%.1f%% of tokenize + forward)\n",
                tok["tokens_per_s"].get<double>(), tok_ms, 100 * tok["share_of_request"].get<double>());
   json j;
-  j["model"] = {{"name", "all-MiniLM-L6-v2"}, {"weights", o.model_dir}, {"dtype", "f32"}};
+  j["model"] = {{"name", "all-MiniLM-L6-v2"}, {"weights", o.model_dir}, {"dtype", "f32"},
+                {"linear_layers", cpu::to_string(cpu::cpu_matmul())},
+                {"bf16_matmul", cpu::bf16_matmul_library()}};
   j["device"] = {{"name", device.name()}, {"description", device.description()}};
   j["machine"] = machine_json();
   j["batch"] = {{"sentences", o.cpu_batch}, {"file", o.sentences}};
@@ -367,7 +369,9 @@ json run_cpu_encoder_bench(const BenchOptions& o) {
     engine.drain();
   }
   json j;
-  j["model"] = {{"name", "all-MiniLM-L6-v2"}, {"weights", o.model_dir}, {"dtype", "f32"}};
+  j["model"] = {{"name", "all-MiniLM-L6-v2"}, {"weights", o.model_dir}, {"dtype", "f32"},
+                {"linear_layers", cpu::to_string(cpu::cpu_matmul())},
+                {"bf16_matmul", cpu::bf16_matmul_library()}};
   j["device"] = {{"name", device.name()}, {"description", device.description()}};
   j["machine"] = machine_json();
   j["sentences"] = {{"file", o.sentences}, {"count", texts.size()}};

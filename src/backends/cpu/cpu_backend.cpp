@@ -16,6 +16,7 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_stream.h"
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/isa.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/profile.h"
@@ -169,6 +170,10 @@ class CpuBackend final : public Backend {
     cs(s).encode([=] { cpu::cast(x, from, out, to, n); });
   }
   bool packed_sequences() const noexcept override { return true; }
+  bool mixed_linear() const noexcept override { return true; }
+  DType linear_weight_dtype(DType act) const noexcept override {
+    return act == DType::kF32 && cpu_matmul() == CpuMatmul::kBf16 ? DType::kBF16 : act;
+  }
   void embedding(StreamImpl& s, const EmbeddingArgs& a) override {
     cs(s).encode([a] { cpu::embedding(a); });
   }

@@ -21,6 +21,28 @@ std::string gemm_library();
 // with FANIN_CPU_GEMM=openblas).
 bool gemm_uses_onednn() noexcept;
 
+// y = x w^T with w in bf16 (w[n,k] row-major): x is rounded to bf16 (round
+// to nearest even) and the products are summed in f32 (Note [CPU bf16
+// matmul]). On oneDNN's native bf16 kernels (AMX or AVX512-BF16) where
+// bf16_matmul_native(); elsewhere the same rounding emulated on the f32
+// GEMM (slower than gemm_nt: only for tests and FANIN_CPU_MATMUL=bf16).
+void gemm_nt_bf16(int64_t m, int64_t n, int64_t k, const float* x, const uint16_t* w, float* y);
+
+// The linear layers' precision, decided once at load: FANIN_CPU_MATMUL
+// "auto" (default: bf16 where bf16_matmul_native(), else f32), "f32" or
+// "bf16".
+enum class CpuMatmul { kF32, kBf16 };
+CpuMatmul cpu_matmul() noexcept;
+const char* to_string(CpuMatmul p) noexcept;
+
+// True when oneDNN runs bf16 matmul on bf16 hardware here (AMX tiles or
+// AVX512-BF16), as its effective ISA and the kernel it picked say.
+bool bf16_matmul_native() noexcept;
+
+// What the bf16 GEMM runs on, e.g. "oneDNN brg:avx512_core_amx" or
+// "emulated on the f32 GEMM".
+std::string bf16_matmul_library();
+
 // The ISA oneDNN's kernels use here, as oneDNN reports it (0 without
 // oneDNN); compare with isa() (tests).
 int onednn_isa_level() noexcept;

@@ -162,6 +162,7 @@ std::string kernels_summary() {
          (b.openblas_env.empty() ? std::string() : ", OPENBLAS_CORETYPE=" + b.openblas_env) + ")";
   }
   if (gemm_uses_onednn()) s += ", GEMM " + gemm_library();
+  if (cpu_matmul() == CpuMatmul::kBf16) s += ", linear layers in bf16 (" + bf16_matmul_library() + ")";
   return s;
 }
 

@@ -61,14 +61,18 @@ class F32Out {
 }  // namespace
 
 void linear(const LinearArgs& a) {
+  // bf16 weights with f32 activations: Note [CPU bf16 matmul].
+  const bool mixed = a.w_dtype == DType::kBF16 && a.dtype == DType::kF32;
   F32In x(a.x, a.m * a.k, a.dtype);
-  F32In w(a.w, a.n * a.k, a.dtype);
+  F32In w(mixed ? nullptr : a.w, a.n * a.k, a.dtype);
   F32In b(a.bias, a.n, a.dtype);
   F32Out out(a.out, a.m * a.n, a.dtype);
   float* y = out.get();
   {
     ProfScope prof(ProfOp::kGemm, static_cast<uint64_t>(2 * a.m * a.n * a.k));
-    if (a.k == 0) {
+    if (mixed && a.k > 0) {
+      gemm_nt_bf16(a.m, a.n, a.k, x.get(), static_cast<const uint16_t*>(a.w), y);
+    } else if (a.k == 0) {
       std::fill(y, y + a.m * a.n, 0.0f);
     } else if (a.m == 1) {
       cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(a.n), static_cast<int>(a.k), 1.0f,
