@@ -24,7 +24,7 @@
 #   BACKEND=cpu PEER_DEVICE=cpu INFINITY_DTYPE_ARG=float32 WORKERS=16 BATCH=32 \
 #   CONNS="1 16 64" PRODUCERS=1,16,64 IO_SWEEP= SKIP_D0=1 SECS=6 \
 #   RESULT_NAME=<date>-serve-cpu bash scripts/gpu_serve.sh
-# Environment: SECS (10: measured seconds per load), WARM (2: warm-up
+# Environment: SECS (10: measured seconds per load), SWEEP64 (see below), WARM (2: warm-up
 # seconds), BUDGET_S (500: wall seconds after which optional parts are
 # skipped), SKIP_INFINITY=1, SKIP_CPU=1, PYTHON (python3).
 set -uo pipefail
@@ -106,7 +106,7 @@ done
 cat > "$RAW/settings.json" <<JSON
 {"backend": "$BACKEND", "secs": $SECS, "warmup_s": $WARM, "max_batch_size": $BATCH,
  "max_queue_delay_us": $DELAY_US, "workers": $WORKERS, "max_batch_tokens": $TOKENS,
- "io_threads": "${IO_THREADS:-default}", "io_sweep": "$IO_SWEEP", "max_concurrent_requests": 100000, "log_level": "warn",
+ "io_threads": "${IO_THREADS:-default}", "io_sweep": "$IO_SWEEP", "sweep64": "${SWEEP64:-}", "max_concurrent_requests": 100000, "log_level": "warn",
  "infinity": {"engine": "torch", "dtype": "${INFINITY_DTYPE_ARG:-float16}", "batch_size": ${INFINITY_BATCH:-32},
               "device": "$PEER_DEVICE", "route": "/embeddings"},
  "cores": $(nproc), "dry_run": $DRY}
@@ -223,6 +223,19 @@ for t in $IO_SWEEP; do
   if IO_THREADS=$t start_fanin "$BACKEND"; then
     load "fanin_${BACKEND}_openai-io${t}_c256_k1" "$FURL" --api openai --connections 256 \
       --inputs 1 --threads 4 --duration $(( SECS > 6 ? 6 : SECS ))
+    stop_fanin
+  fi
+done
+# SWEEP64: "IO:LG" pairs tried at 64 connections (server I/O threads :
+# load-generator threads), e.g. SWEEP64="8:8 12:8 16:8": how much of the
+# HTTP cost at 64 is each side's burst (a batch's replies and the requests
+# that follow are handled one after another per thread).
+for pair in ${SWEEP64:-}; do
+  io=${pair%%:*}; lg=${pair##*:}
+  step "fanin serve --io-threads $io, 64 connections, load generator $lg threads"
+  if IO_THREADS=$io start_fanin "$BACKEND"; then
+    load "fanin_${BACKEND}_openai-io${io}-lg${lg}_c64_k1" "$FURL" --api openai --connections 64 \
+      --inputs 1 --threads "$lg" --duration $(( SECS > 6 ? 6 : SECS ))
     stop_fanin
   fi
 done
