@@ -109,6 +109,27 @@ TEST(CpuBf16Matmul, OpsLinearTakesBf16WeightsWithF32Activations) {
     }
 }
 
+// Only the CPU mixes: on a GPU, bf16 weights with f32 x stay an error.
+TEST(CpuBf16Matmul, OtherBackendsRejectBf16WeightsWithF32Activations) {
+  if (!Device::is_available("cuda")) GTEST_SKIP() << "no cuda device: runs on the GPU machine";
+  Device& d = Device::get("cuda");
+  StreamLease lease = d.stream_pool().acquire();
+  Stream& s = lease.stream();
+  std::vector<float> a = testing::random_values(6, 1);
+  std::vector<uint16_t> wb = to_bf16(testing::random_values(12, 2));
+  Encoder e = s.command_buffer().begin_encoding();
+  Tensor x = Tensor::from_host(a.data(), a.size() * 4, {2, 3}, DType::kF32, s);
+  Tensor w = Tensor::from_host(wb.data(), wb.size() * 2, {4, 3}, DType::kBF16, s);
+  try {
+    ops::linear(x, w, Tensor(), Activation::kNone, s);
+    ADD_FAILURE() << "cuda accepted bf16 weights with f32 activations";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.code(), ErrorCode::kInvalidArgument) << err.what();
+    EXPECT_NE(std::string(err.what()).find("weight has dtype bf16"), std::string::npos)
+        << err.what();
+  }
+}
+
 bool cpu_flag(const std::string& flag) {
   std::ifstream in("/proc/cpuinfo");
   std::string line;

@@ -288,8 +288,11 @@ TEST(EngineDevices, WarmupCapturesEveryPreferredSizeBeforeServing) {
 
 TEST(EngineDevices, WarmupMeasuresDevicesSoTheFirstRequestsGoToTheFastOne) {
   TestModelOptions fast, slow;
+  // 60x apart: under a sanitizer on a loaded machine the fast device's
+  // batches slow down, and at 5 ms the slow one's decaying idle estimate
+  // (Note [Routing by expected finish]) earned it a probe within 50 requests.
   fast.delay = 300us;
-  slow.delay = 5ms;
+  slow.delay = 20ms;
   std::vector<std::shared_ptr<TestModel>> models = on_cpu_1_and_2(slow, fast);
   EngineOptions opt = eager(1, 1);
   opt.warmup = true;
