@@ -38,6 +38,7 @@
 
 #include "backends/cpu/isa.h"
 #include "core/check.h"
+#include "fanin/tensor.h"
 
 #if FANIN_HAVE_ONEDNN
 #include <omp.h>
@@ -72,19 +73,14 @@ void one_omp_thread() {
 
 // f32 -> bf16 bits, round to nearest even (NaN stays NaN), as oneDNN's
 // reorder rounds: the emulated path and the native one round x alike.
+// fanin::f32_to_bf16 rounds the same way; this copy is inline for the
+// per-element loop of every bf16 GEMM's input.
 inline uint16_t round_bf16(float f) noexcept {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<uint16_t>(u >> 16);
-}
-
-inline float bf16_bits_to_f32(uint16_t h) noexcept {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
 }
 
 void to_bf16_rows(const float* x, int64_t n, uint16_t* out) noexcept {
@@ -95,8 +91,8 @@ void to_bf16_rows(const float* x, int64_t n, uint16_t* out) noexcept {
 void gemm_nt_bf16_emulated(int64_t m, int64_t n, int64_t k, const float* x, const uint16_t* w,
                            float* y) {
   std::vector<float> xf(static_cast<size_t>(m * k)), wf(static_cast<size_t>(n * k));
-  for (int64_t i = 0; i < m * k; ++i) xf[i] = bf16_bits_to_f32(round_bf16(x[i]));
-  for (int64_t i = 0; i < n * k; ++i) wf[i] = bf16_bits_to_f32(w[i]);
+  for (int64_t i = 0; i < m * k; ++i) xf[i] = bf16_to_f32(round_bf16(x[i]));
+  for (int64_t i = 0; i < n * k; ++i) wf[i] = bf16_to_f32(w[i]);
   gemm_nt_openblas(m, n, k, xf.data(), wf.data(), y);
 }
 
