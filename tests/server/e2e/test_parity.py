@@ -144,9 +144,13 @@ def test_tei_dimensions_is_a_renormalised_prefix(port, sentences, cli_vectors):
     assert r.status == 200, r
     got = np.asarray(r.json(), dtype=np.float64)
     e2e.assert_unit_vectors(got, dim=128)
-    for g, t in zip(got, texts):
-        p = cli_vectors[t][:128].astype(np.float64)
+    # Against the full vectors of the same request (the same batch, so the
+    # same numbers, bf16 matmul or not), and close to fanin embed's.
+    for g, full, t in zip(got, _tei_vectors(port, texts), texts):
+        p = np.asarray(full[:128], dtype=np.float64)
         np.testing.assert_allclose(g, p / np.linalg.norm(p), atol=1e-5)
+        c = cli_vectors[t][:128].astype(np.float64)
+        assert e2e.cosine(g, c / np.linalg.norm(c)) >= 0.9999
 
 
 def test_v2_mlp_nested_data_equals_flat(mlp_server):
