@@ -49,7 +49,8 @@
  *   waits have no spurious wake-ups here: a lost wake-up cannot be papered
  *   over. wait_until may return by timeout at any moment.
  * - Time: a deadline may pass at any check (formation, launch);
- *   max_queue_delay may have elapsed at any evaluation of due().
+ *   max_queue_delay may have elapsed at any evaluation of due() (which
+ *   also covers Note [Adaptive queue delay]: a batch due early).
  * - Priorities: one FIFO (ordering is not a safety property).
  * - std::thread::join: blocks until the worker's last step.
  *
@@ -216,6 +217,9 @@ proctype Producer(byte p) {
        tokens = tokens + COST(p);
        accepted[p] = true;
        wake = (idle > 0 || (filling > 0 && READY));
+       /* Note [Adaptive queue delay]: the batch may be due at once (arrivals
+        * too sparse), and push_many then wakes a filling worker too. */
+       if :: !wake && filling > 0 -> wake = true :: true -> skip fi;
        if :: wake -> pending++ :: else -> skip fi
     fi
   };

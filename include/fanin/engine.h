@@ -11,7 +11,8 @@
 // - Workers (each holding its own stream lease) form batches: up to
 //   max_batch_size requests (or max_tokens_per_batch tokens), most urgent
 //   priority first, FIFO within a priority; a batch leaves when full or when
-//   its oldest request has waited max_queue_delay.
+//   its oldest request has waited max_queue_delay, or at once when requests
+//   arrive too sparsely for the wait to bring another (adaptive_queue_delay).
 // - A request past its deadline fails with DeadlineExceeded and never runs;
 //   a cancelled one is dropped before batching, skipped before launch, or its
 //   result discarded after, and resolves with Cancelled.
@@ -97,6 +98,11 @@ struct EngineOptions {
   int workers = 1;                                    // threads per device, each with a stream lease
   int max_batch_size = 64;                            // requests per batch
   std::chrono::microseconds max_queue_delay{500};     // wait for a fuller batch at most this
+  // Skip that wait when requests come too sparsely for it to bring another
+  // (the mean gap between submits exceeds what is left of it): a lone client
+  // does not pay the delay, a steady stream still batches. false: always
+  // wait max_queue_delay for a batch that is not full.
+  bool adaptive_queue_delay = true;
   std::vector<int> preferred_batch_sizes;             // pad a batch up to the next one (graphs)
   size_t max_queue_length = 1 << 16;                  // QueueFull beyond this
   int priority_levels = 1;                            // RequestOptions::priority < this

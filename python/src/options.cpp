@@ -35,7 +35,8 @@ std::string repr(nb::handle self) {
   bool first = true;
   for (const char* name : {"workers", "max_batch_size", "max_queue_delay", "preferred_batch_sizes",
                            "max_queue_length", "priority_levels", "default_timeout",
-                           "max_tokens_per_batch", "check_inputs", "use_graphs", "lease_timeout",
+                           "max_tokens_per_batch", "adaptive_queue_delay", "check_inputs",
+                           "use_graphs", "lease_timeout",
                            "warmup"}) {
     out += (first ? "" : ", ") + std::string(name) + "=" +
            nb::cast<std::string>(nb::repr(self.attr(name)));
@@ -91,6 +92,9 @@ void bind_options(nb::module_& m) {
               "Request priorities are 0 (most urgent) .. priority_levels - 1.")
       .def_rw("max_tokens_per_batch", &EngineOptions::max_tokens_per_batch,
               "Text engines: token budget of a batch (0: none).")
+      .def_rw("adaptive_queue_delay", &EngineOptions::adaptive_queue_delay,
+              "Skip the max_queue_delay wait when requests come too sparsely for it to bring "
+              "another (False: always wait for a batch that is not full).")
       .def_rw("check_inputs", &EngineOptions::check_inputs,
               "Fail a request with NaN/Inf inputs alone (InvalidArgument).")
       .def_rw("use_graphs", &EngineOptions::use_graphs,

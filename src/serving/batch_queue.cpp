@@ -195,7 +195,12 @@ void BatchQueue::push_many(std::vector<RequestPtr>& requests) {
     }
     count_ += requests.size();
     requests.clear();
-    if (idle_ > 0 || (filling_ > 0 && ready())) wake = pick_lane();
+    const Clock::time_point now = Clock::now();
+    note_arrival(now);
+    // A filling worker sleeps until its batch's delay ends: wake it when
+    // the batch is due sooner (full, or Note [Adaptive queue delay]).
+    Clock::time_point unused;
+    if (idle_ > 0 || (filling_ > 0 && (ready() || due(now, &unused)))) wake = pick_lane();
   }
   if (wake >= 0) lanes_[static_cast<size_t>(wake)].cv.notify_one();
 }
@@ -208,6 +213,26 @@ bool BatchQueue::ready() const {
          count_ >= static_cast<size_t>(config_.preferred_batch_sizes.back());
 }
 
+void BatchQueue::note_arrival(Clock::time_point now) {
+  if (seen_arrival_) {
+    const double gap = std::max(
+        std::chrono::duration<double, std::micro>(now - last_arrival_).count(), 0.0);
+    gap_us_ = seen_gap_ ? gap_us_ + (gap - gap_us_) / 8 : gap;  // the first gap starts the mean
+    seen_gap_ = true;
+  }
+  seen_arrival_ = true;
+  last_arrival_ = now;
+}
+
+bool BatchQueue::arrivals_too_sparse(Clock::time_point at) const {
+  // microseconds::max(): wait for a full batch, whatever the arrivals.
+  if (!config_.adaptive_delay || config_.max_queue_delay == std::chrono::microseconds::max() ||
+      !seen_gap_)
+    return false;
+  // last_arrival_ + gap > at, in microseconds (no time_point arithmetic to overflow).
+  return gap_us_ > std::chrono::duration<double, std::micro>(at - last_arrival_).count();
+}
+
 bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {
   if (closed_ || ready()) return true;
   Clock::time_point oldest = Clock::time_point::max();
@@ -215,7 +240,7 @@ bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {
     if (!q.empty()) oldest = std::min(oldest, q.front()->enqueued);
   // Saturated: max_queue_delay may be microseconds::max() (wait for a full batch).
   const Clock::time_point at = deadline_after(config_.max_queue_delay, oldest);
-  if (now >= at) return true;
+  if (now >= at || arrivals_too_sparse(at)) return true;
   *wake = at;
   return false;
 }

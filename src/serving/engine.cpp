@@ -110,6 +110,7 @@ QueueConfig EngineImpl::make_config() const {
   QueueConfig c;
   c.max_batch_size = o.max_batch_size;
   c.max_queue_delay = o.max_queue_delay;
+  c.adaptive_delay = o.adaptive_queue_delay;
   c.preferred_batch_sizes = o.preferred_batch_sizes;
   c.max_queue_length = o.max_queue_length;
   c.priority_levels = o.priority_levels;

@@ -126,5 +126,9 @@ def test_engine_options_object(model_dir):
     assert o.max_batch_size == 8  # the caller's options are not changed
     with pytest.raises(TypeError):
         fanin.EngineOptions(no_such_option=1)
+    assert fanin.EngineOptions().adaptive_queue_delay is True
+    fixed = fanin.EngineOptions(adaptive_queue_delay=False)
+    assert fixed.adaptive_queue_delay is False
+    assert "adaptive_queue_delay=False" in repr(fixed)
     with pytest.raises(TypeError):
         fanin.SentenceEncoder(model_dir, no_such_option=1)

@@ -407,6 +407,73 @@ TEST(Engine, ABatchThatIsReadyLeavesWithoutWaitingForTheDelay) {
   }
 }
 
+// Note [Adaptive queue delay]: a client whose requests come further apart
+// than max_queue_delay does not wait for it (the first request, with no gap
+// known yet, does); with adaptive_queue_delay off every one waits.
+TEST(Engine, SparseRequestsDoNotWaitOutTheQueueDelay) {
+  for (const bool adaptive : {true, false}) {
+    SCOPED_TRACE(adaptive ? "adaptive" : "fixed");
+    auto model = make_model();
+    EngineOptions opt;
+    opt.max_batch_size = 8;
+    opt.max_queue_delay = 300ms;
+    opt.adaptive_queue_delay = adaptive;
+    Engine engine(model, opt);
+    auto t0 = Clock::now();
+    auto first = engine.submit(row_for(1));
+    EXPECT_TRUE(succeeded_with(await(first), row_for(1)));
+    EXPECT_GE(Clock::now() - t0, 290ms) << "the first request has no gap to go by: it waits";
+    for (int i = 2; i <= 3; ++i) {
+      std::this_thread::sleep_for(150ms);  // gaps ~450, ~150 ms: a mean > the 300 ms delay
+      t0 = Clock::now();
+      auto f = engine.submit(row_for(static_cast<float>(i)));
+      EXPECT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
+      const auto waited = Clock::now() - t0;
+      if (adaptive)
+        EXPECT_LT(waited, 200ms) << "a lone request waited out the delay";
+      else
+        EXPECT_GE(waited, 290ms) << "the fixed delay was skipped";
+    }
+    EXPECT_EQ((model->batch_sizes()), (std::vector<int64_t>{1, 1, 1}));
+  }
+}
+
+// A steady stream still batches, and so does a burst after a pause: one
+// long gap moves the mean by an eighth of it.
+TEST(Engine, BurstsStillBatchWithTheAdaptiveDelay) {
+  auto model = make_model();
+  EngineOptions opt;
+  opt.max_batch_size = 64;
+  opt.max_queue_delay = 200ms;
+  Engine engine(model, opt);
+  for (int burst = 0; burst < 2; ++burst) {
+    if (burst == 1) std::this_thread::sleep_for(400ms);  // a pause of twice the delay
+    std::vector<std::future<Response>> fs;
+    for (int i = 0; i < 16; ++i) fs.push_back(engine.submit(row_for(static_cast<float>(i))));
+    for (size_t i = 0; i < fs.size(); ++i)
+      EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
+  }
+  EXPECT_EQ((model->batch_sizes()), (std::vector<int64_t>{16, 16}));
+}
+
+// max_queue_delay = microseconds::max() waits for a full batch even when
+// requests come far apart.
+TEST(Engine, AnUnboundedQueueDelayIgnoresSparseArrivals) {
+  auto model = make_model();
+  EngineOptions opt;
+  opt.max_batch_size = 3;
+  opt.max_queue_delay = std::chrono::microseconds::max();
+  Engine engine(model, opt);
+  std::vector<std::future<Response>> fs;
+  for (int i = 0; i < 3; ++i) {
+    if (i > 0) std::this_thread::sleep_for(50ms);
+    fs.push_back(engine.submit(row_for(static_cast<float>(i))));
+  }
+  for (size_t i = 0; i < fs.size(); ++i)
+    EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
+  EXPECT_EQ((model->batch_sizes()), (std::vector<int64_t>{3}));
+}
+
 // Submits `n` rows from 4 threads; returns every outcome in id order.
 std::vector<Outcome> run_many(Engine& engine, int n) {
   std::vector<std::future<Response>> fs(static_cast<size_t>(n));

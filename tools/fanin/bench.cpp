@@ -209,6 +209,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--workers", o.workers, "queue mode: engine workers (default 1)");
   cmd->add_option("--max-batch", o.max_batch, "queue mode: max batch size (default 256)");
   cmd->add_option("--max-delay-us", o.max_delay_us, "queue mode: max queue delay (default 100)");
+  cmd->add_flag("--fixed-delay", o.fixed_delay,
+                "queue mode: always wait --max-delay-us for a batch that is not full");
   cmd->add_option("--devices", o.devices,
                   "queue mode: serve on these devices, e.g. cuda:0,cuda:1 or all; runs on the "
                   "first alone, then on all, and reports the scaling (replaces --backend)");

@@ -37,6 +37,7 @@ struct BenchOptions {
   int workers = 1;
   int max_batch = 256;
   int max_delay_us = 100;
+  bool fixed_delay = false;  // EngineOptions::adaptive_queue_delay off
   int64_t max_tokens = 0;   // token budget per batch (minilm queue); 0: none
   std::string devices;      // queue mode: "cuda:0,cuda:1" or "all" (Note [Bench device sets])
   // --model minilm (bench_minilm.cpp)

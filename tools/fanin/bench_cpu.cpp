@@ -314,6 +314,7 @@ json run_cpu_encoder_bench(const BenchOptions& o) {
     eo.workers = workers;
     eo.max_batch_size = o.max_batch;
     eo.max_queue_delay = std::chrono::microseconds(o.max_delay_us);
+    eo.adaptive_queue_delay = !o.fixed_delay;
     eo.warmup = true;
     Engine engine(std::vector<std::shared_ptr<const SentenceEncoder>>{enc}, eo);
     auto pass = [&] {
@@ -375,7 +376,9 @@ json run_cpu_encoder_bench(const BenchOptions& o) {
   j["device"] = {{"name", device.name()}, {"description", device.description()}};
   j["machine"] = machine_json();
   j["sentences"] = {{"file", o.sentences}, {"count", texts.size()}};
-  j["engine"] = {{"max_batch_size", o.max_batch}, {"max_queue_delay_us", o.max_delay_us}};
+  j["engine"] = {{"max_batch_size", o.max_batch},
+                 {"max_queue_delay_us", o.max_delay_us},
+                 {"adaptive_queue_delay", !o.fixed_delay}};
   j["results"] = runs;
   j["notes"] = {"Note [Bench CPU encoder] in tools/fanin/bench_cpu.cpp",
                 "workers 0 in --threads = every core of the process's affinity"};

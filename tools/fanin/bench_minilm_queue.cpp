@@ -52,6 +52,7 @@ json run_minilm_queue_bench(const BenchOptions& o) {
   eo.workers = o.workers;
   eo.max_batch_size = o.max_batch;
   eo.max_queue_delay = std::chrono::microseconds(o.max_delay_us);
+  eo.adaptive_queue_delay = !o.fixed_delay;
   eo.warmup = true;  // graphs, plans and routing estimates before the first request
   eo.max_tokens_per_batch = o.max_tokens;
   json scaling = json::array();
@@ -117,7 +118,8 @@ json run_minilm_queue_bench(const BenchOptions& o) {
   j["model"] = {{"name", "all-MiniLM-L6-v2"}, {"weights", o.model_dir}, {"dtype", o.dtype},
                 {"weight_bytes", weight_bytes}};
   j["engine"] = {{"workers_per_device", o.workers}, {"max_batch_size", o.max_batch},
-                 {"max_queue_delay_us", o.max_delay_us}, {"max_tokens_per_batch", o.max_tokens}};
+                 {"max_queue_delay_us", o.max_delay_us}, {"adaptive_queue_delay", !o.fixed_delay},
+                 {"max_tokens_per_batch", o.max_tokens}};
   j["sentences"] = {{"file", o.sentences},
                     {"count", n_sent},
                     {"tokens_min", min_tok},

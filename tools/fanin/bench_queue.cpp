@@ -21,6 +21,7 @@ json run_queue_bench(const BenchOptions& o) {
   eo.workers = o.workers;
   eo.max_batch_size = o.max_batch;
   eo.max_queue_delay = std::chrono::microseconds(o.max_delay_us);
+  eo.adaptive_queue_delay = !o.fixed_delay;
   eo.warmup = true;  // graphs, plans and routing estimates before the first request
   eo.use_graphs = o.graphs;
   if (o.graphs)
@@ -79,7 +80,8 @@ json run_queue_bench(const BenchOptions& o) {
   j["model"] = {{"name", first_model->name()}, {"dims", config.dims}, {"dtype", o.dtype},
                 {"weight_bytes", first_model->weight_bytes()}};
   j["engine"] = {{"workers_per_device", o.workers}, {"max_batch_size", o.max_batch},
-                 {"max_queue_delay_us", o.max_delay_us}, {"graphs", o.graphs}};
+                 {"max_queue_delay_us", o.max_delay_us}, {"adaptive_queue_delay", !o.fixed_delay},
+                 {"graphs", o.graphs}};
   put_device_sets(j, sets, scaling, "rps", "fanin bench queue");
   j["notes"] = {"each producer keeps `window` requests in flight (1 = closed loop)",
                 "latency = submit to result, over requests finished in the measured interval",

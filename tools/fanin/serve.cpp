@@ -99,6 +99,7 @@ std::shared_ptr<Engine> load_engine(const ServeOptions& o) {
   eo.workers = o.workers > 0 ? o.workers : default_workers(devices);
   eo.max_batch_size = o.max_batch_size;
   eo.max_queue_delay = std::chrono::microseconds(o.max_queue_delay_us);
+  eo.adaptive_queue_delay = !o.fixed_queue_delay;
   eo.max_queue_length = static_cast<size_t>(o.max_queue_length);
   eo.warmup = !o.no_warmup;
   eo.log = [&o](const std::string& line) { say(o, "warn", line); };
@@ -165,6 +166,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
       ->capture_default_str();
   cmd->add_option("--max-queue-delay-us", o.max_queue_delay_us,
                   "longest wait for a fuller batch")->capture_default_str();
+  cmd->add_flag("--fixed-queue-delay", o.fixed_queue_delay,
+                "always wait --max-queue-delay-us for a batch that is not full (default: not "
+                "when requests come too sparsely for the wait to bring another)");
   cmd->add_option("--max-queue-length", o.max_queue_length, "queued inputs (429 above)")
       ->capture_default_str();
   cmd->add_option("--workers", o.workers,

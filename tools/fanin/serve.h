@@ -24,6 +24,7 @@ struct ServeOptions {
   int max_batch_size = 64;
   int64_t max_batch_tokens = 16384;
   int64_t max_queue_delay_us = 500;
+  bool fixed_queue_delay = false;  // EngineOptions::adaptive_queue_delay off
   int64_t max_queue_length = 1 << 16;
   int workers = 0;  // 0: one per usable core on cpu devices, 1 with a GPU
   int io_threads = 0;
