@@ -218,6 +218,7 @@ void BatchQueue::note_arrival(Clock::time_point now) {
     const double gap = std::max(
         std::chrono::duration<double, std::micro>(now - last_arrival_).count(), 0.0);
     gap_us_ = seen_gap_ ? gap_us_ + (gap - gap_us_) / 8 : gap;  // the first gap starts the mean
+    last_gap_us_ = gap;
     seen_gap_ = true;
   }
   seen_arrival_ = true;
@@ -229,8 +230,11 @@ bool BatchQueue::arrivals_too_sparse(Clock::time_point at) const {
   if (!config_.adaptive_delay || config_.max_queue_delay == std::chrono::microseconds::max() ||
       !seen_gap_)
     return false;
+  // The next gap is expected to be the shorter of the mean and the last one
+  // (a burst after a sparse spell batches from its second push on);
   // last_arrival_ + gap > at, in microseconds (no time_point arithmetic to overflow).
-  return gap_us_ > std::chrono::duration<double, std::micro>(at - last_arrival_).count();
+  const double expected = std::min(gap_us_, last_gap_us_);
+  return expected > std::chrono::duration<double, std::micro>(at - last_arrival_).count();
 }
 
 bool BatchQueue::due(Clock::time_point now, Clock::time_point* wake) const {

@@ -65,15 +65,18 @@
 // max_queue_delay buys a fuller batch with latency, but it only buys one if
 // another request comes within it. With a lone client (one request in
 // flight at a time: its next request comes a round trip after the answer)
-// the wait is pure loss: on the H100 a 200 us delay put a 1-connection HTTP
+// the wait is pure loss: on the H200 a 200 us delay put a 1-connection HTTP
 // client at 1,083 us median against 728 us with no delay. So the queue keeps
 // the mean gap between pushes (an EWMA weighing the newest gap 1/8, started
-// by the first gap; a push of n inputs is one arrival) and, with adaptive_delay, a batch is due at
-// once when the next push is expected only after the oldest request's wait
-// would end (last push + mean gap > oldest + max_queue_delay): sparse
-// arrivals run at once, a steady stream (gap << delay) batches as before,
-// and a burst after a pause (one long gap among short ones) moves the mean
-// by 1/8 of the pause, so it still batches. Until two pushes were seen
+// by the first gap; a push of n inputs is one arrival) and, with
+// adaptive_delay, a batch is due at once when the next push is expected
+// only after the oldest request's wait would end (last push + expected gap
+// > oldest + max_queue_delay), the expected gap being the shorter of the
+// mean and the newest gap: sparse arrivals run at once, a steady stream
+// (gap << delay) batches as before, a burst after a pause (one long gap
+// among short ones) moves the mean by 1/8 of the pause, so it still
+// batches, and a burst after a sparse spell (a mean still long) batches
+// from its second push on, by the newest gap. Until two pushes were seen
 // there is no gap: the first request waits as configured. max_queue_delay =
 // microseconds::max() still means "wait for a full batch", whatever the
 // arrivals. The rule only shortens waits, so the
@@ -252,12 +255,14 @@ class BatchQueue {
   int rotate_ = 0;   // where pick_lane's tie-break starts
   int idle_ = 0;     // workers waiting for any request (all lanes)
   int filling_ = 0;  // workers waiting for a batch to fill (all lanes)
-  // Note [Adaptive queue delay]: when the last push came, and the mean gap
-  // between pushes (an EWMA, in microseconds; 0 until two pushes were seen).
+  // Note [Adaptive queue delay]: when the last push came, the mean gap
+  // between pushes (an EWMA, in microseconds; 0 until two pushes were seen)
+  // and the newest gap.
   Clock::time_point last_arrival_{};
   bool seen_arrival_ = false;
   bool seen_gap_ = false;
   double gap_us_ = 0;
+  double last_gap_us_ = 0;  // the newest gap alone
   bool parking_ = false;               // wait_parked is waiting
   std::condition_variable parked_cv_;  // wait_parked sleeps here
 };

@@ -416,23 +416,23 @@ TEST(Engine, SparseRequestsDoNotWaitOutTheQueueDelay) {
     auto model = make_model();
     EngineOptions opt;
     opt.max_batch_size = 8;
-    opt.max_queue_delay = 300ms;
+    opt.max_queue_delay = 100ms;
     opt.adaptive_queue_delay = adaptive;
     Engine engine(model, opt);
     auto t0 = Clock::now();
     auto first = engine.submit(row_for(1));
     EXPECT_TRUE(succeeded_with(await(first), row_for(1)));
-    EXPECT_GE(Clock::now() - t0, 290ms) << "the first request has no gap to go by: it waits";
+    EXPECT_GE(Clock::now() - t0, 90ms) << "the first request has no gap to go by: it waits";
     for (int i = 2; i <= 3; ++i) {
-      std::this_thread::sleep_for(150ms);  // gaps ~450, ~150 ms: a mean > the 300 ms delay
+      std::this_thread::sleep_for(150ms);  // gaps ~250, ~150 ms: each > the 100 ms delay
       t0 = Clock::now();
       auto f = engine.submit(row_for(static_cast<float>(i)));
       EXPECT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
       const auto waited = Clock::now() - t0;
       if (adaptive)
-        EXPECT_LT(waited, 200ms) << "a lone request waited out the delay";
+        EXPECT_LT(waited, 60ms) << "a lone request waited out the delay";
       else
-        EXPECT_GE(waited, 290ms) << "the fixed delay was skipped";
+        EXPECT_GE(waited, 90ms) << "the fixed delay was skipped";
     }
     EXPECT_EQ((model->batch_sizes()), (std::vector<int64_t>{1, 1, 1}));
   }
@@ -454,6 +454,34 @@ TEST(Engine, BurstsStillBatchWithTheAdaptiveDelay) {
       EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
   }
   EXPECT_EQ((model->batch_sizes()), (std::vector<int64_t>{16, 16}));
+}
+
+// After a sparse spell the mean gap is long, but a burst's short gaps make
+// its requests batch from the second on (the expected gap is the shorter of
+// the mean and the newest one): at most two batches for the burst.
+TEST(Engine, ABurstAfterSparseRequestsBatches) {
+  auto model = make_model();
+  EngineOptions opt;
+  opt.max_batch_size = 64;
+  opt.max_queue_delay = 100ms;
+  Engine engine(model, opt);
+  for (int i = 0; i < 3; ++i) {  // gaps of ~250 ms: a mean far above the delay
+    if (i > 0) std::this_thread::sleep_for(150ms);
+    auto f = engine.submit(row_for(static_cast<float>(i)));
+    EXPECT_TRUE(succeeded_with(await(f), row_for(static_cast<float>(i))));
+  }
+  std::vector<std::future<Response>> fs;
+  for (int i = 0; i < 16; ++i) {
+    if (i > 0) std::this_thread::sleep_for(1ms);  // 16 ms in all, well inside the delay
+    fs.push_back(engine.submit(row_for(static_cast<float>(i))));
+  }
+  for (size_t i = 0; i < fs.size(); ++i)
+    EXPECT_TRUE(succeeded_with(await(fs[i]), row_for(static_cast<float>(i))));
+  const std::vector<int64_t> sizes = model->batch_sizes();
+  ASSERT_GE(sizes.size(), 4u);
+  EXPECT_EQ((std::vector<int64_t>(sizes.begin(), sizes.begin() + 3)),
+            (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_LE(sizes.size(), 5u) << "the burst ran in " << sizes.size() - 3 << " batches";
 }
 
 // max_queue_delay = microseconds::max() waits for a full batch even when
