@@ -9,6 +9,8 @@
 #   4. Infinity (infinity-emb 0.0.78, torch, fp16, batch 32) on the same GPU
 #      under the same loads;
 #   5. if time is left: fanin serve --backend cpu at 1 and 64 connections.
+# Engine-setting variants (VARIANTS) run at 1, 64 and 256 connections, each
+# with its own in-process figure.
 # Then bench/merge_serve.py puts it all in $OUT/<date>-serve.json (+ .png).
 # What comes back (8 files at most): log.txt, <date>-serve.json,
 # <date>-serve.png, serve_raw.tgz (every http_load JSON and server log).
@@ -22,11 +24,13 @@
 #   DRY=1 OUT=/tmp/serve_dry BUILD=build/load SECS=2 WARM=0.5 bash scripts/gpu_serve.sh
 # The CPU backend against Infinity on the same cores (one call):
 #   BACKEND=cpu PEER_DEVICE=cpu INFINITY_DTYPE_ARG=float32 WORKERS=16 BATCH=32 \
-#   CONNS="1 16 64" PRODUCERS=1,16,64 IO_SWEEP= SKIP_D0=1 SECS=6 \
+#   CONNS="1 16 64" PRODUCERS=1,16,64 IO_SWEEP= VARIANTS= SECS=6 \
 #   RESULT_NAME=<date>-serve-cpu bash scripts/gpu_serve.sh
 # Environment: SECS (10: measured seconds per load), SWEEP64 (see below), WARM (2: warm-up
 # seconds), BUDGET_S (500: wall seconds after which optional parts are
-# skipped), SKIP_INFINITY=1, SKIP_CPU=1, PYTHON (python3).
+# skipped), VARIANTS ("fixed d0", see below), VARIANT_CONNS ("1 64 256"),
+# LG_THREADS (8: load-generator threads at 64 connections and up),
+# SKIP_INFINITY=1, SKIP_CPU=1, PYTHON (python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=${DRY:-0}
@@ -139,6 +143,9 @@ SERVER_PID=
 load() {
   local name=$1 url=$2; shift 2
   local c0=0 t0=$(date +%s.%N)
+  # fanin's own split of a request's time (te_request_*_duration sums and
+  # counts before and after: merge_serve.py takes the means over the load).
+  case $name in fanin_*) metrics "$url" > "$RAW/$name.m0" ;; esac
   if [ -n "$SERVER_PID" ]; then
     c0=$(cpu_s "$SERVER_PID")
     "$PY" bench/thread_cpu.py snap "$SERVER_PID" > "$RAW/$name.threads0" 2> /dev/null
@@ -156,10 +163,13 @@ load() {
         "$RAW/$name.json" --json > "$RAW/$name.threads.json" 2> /dev/null &&
       "$PY" bench/thread_cpu.py split "$RAW/$name.threads0" "$RAW/$name.threads1" "$RAW/$name.json"
   fi
+  case $name in fanin_*) metrics "$url" > "$RAW/$name.m1" ;; esac
   tail -1 "$RAW/$name.err"
   case $name in fanin_*) settle "$url" ;; infinity_*) sleep 1 ;; esac
 }
-threads_for() { if [ "$1" -ge 64 ]; then echo 4; elif [ "$1" -ge 8 ]; then echo 2; else echo 1; fi; }
+# Load-generator threads by connections (8 at 64 and up: with 4, a batch's
+# replies queued on them; bench/results/2026-12-02-serve-io64.json).
+threads_for() { if [ "$1" -ge 64 ]; then echo "${LG_THREADS:-8}"; elif [ "$1" -ge 8 ]; then echo 2; else echo 1; fi; }
 
 # Starts fanin serve (BACKEND, extra flags...) and sets FPID and FURL.
 start_fanin() {
@@ -197,7 +207,7 @@ SPID=$!
 pids+=("$SPID")
 sleep 0.5
 SURL=$(grep -o 'http://127.0.0.1:[0-9]*' "$RAW/sink.log" | head -1)
-load sink_c256_k1 "$SURL" --connections 256 --inputs 1 --threads 4 --warmup 1 --duration 4
+load sink_c256_k1 "$SURL" --connections 256 --inputs 1 --threads "$(threads_for 256)" --warmup 1 --duration 4
 load sink_c1_k1 "$SURL" --connections 1 --inputs 1 --threads 1 --warmup 1 --duration 3
 kill "$SPID" 2>/dev/null
 
@@ -209,12 +219,12 @@ if start_fanin "$BACKEND"; then
   done
   load "fanin_${BACKEND}_openai_c8_k32" "$FURL" --api openai --connections 8 --inputs 32 --threads 2
   # The other routes over the same Engine, shorter.
-  load "fanin_${BACKEND}_tei_c64_k1" "$FURL" --api tei --connections 64 --inputs 1 --threads 4 \
+  load "fanin_${BACKEND}_tei_c64_k1" "$FURL" --api tei --connections 64 --inputs 1 --threads "$(threads_for 64)" \
     --duration $(( SECS > 5 ? 5 : SECS ))
-  load "fanin_${BACKEND}_v2_c64_k1" "$FURL" --api v2 --connections 64 --inputs 1 --threads 4 \
+  load "fanin_${BACKEND}_v2_c64_k1" "$FURL" --api v2 --connections 64 --inputs 1 --threads "$(threads_for 64)" \
     --duration $(( SECS > 5 ? 5 : SECS ))
   load "fanin_${BACKEND}_openai-base64_c64_k1" "$FURL" --api openai --encoding base64 \
-    --connections 64 --inputs 1 --threads 4 --duration $(( SECS > 5 ? 5 : SECS ))
+    --connections 64 --inputs 1 --threads "$(threads_for 64)" --duration $(( SECS > 5 ? 5 : SECS ))
   metrics "$FURL" > "$RAW/fanin_${BACKEND}_metrics.txt"
   stop_fanin
 fi
@@ -222,7 +232,7 @@ for t in $IO_SWEEP; do
   step "fanin serve --backend $BACKEND --io-threads $t"
   if IO_THREADS=$t start_fanin "$BACKEND"; then
     load "fanin_${BACKEND}_openai-io${t}_c256_k1" "$FURL" --api openai --connections 256 \
-      --inputs 1 --threads 4 --duration $(( SECS > 6 ? 6 : SECS ))
+      --inputs 1 --threads "$(threads_for 64)" --duration $(( SECS > 6 ? 6 : SECS ))
     stop_fanin
   fi
 done
@@ -239,18 +249,29 @@ for pair in ${SWEEP64:-}; do
     stop_fanin
   fi
 done
-# No queue delay: a lone request runs at once; under load the batch is
-# whatever queued while the workers were busy.
-if [ "${SKIP_D0:-0}" != 1 ]; then
-  step "fanin serve --backend $BACKEND --max-queue-delay-us 0"
-  if DELAY_US=0 start_fanin "$BACKEND"; then
-    for c in 1 256; do
-      load "fanin_${BACKEND}_openai-d0_c${c}_k1" "$FURL" --api openai --connections "$c" \
+# VARIANTS: engine settings changed one at a time, each at 1, 64 and 256
+# connections and in-process with the same setting (merge_serve.py pairs
+# openai-NAME loads with inprocess_BACKEND-NAME.json):
+#   fixed  --fixed-queue-delay: always wait the queue delay for a batch
+#          that is not full (Note [Adaptive queue delay] off);
+#   d0     --max-queue-delay-us 0: no wait at all.
+VARIANTS=${VARIANTS-fixed d0}
+[ "${SKIP_D0:-0}" = 1 ] && VARIANTS=${VARIANTS//d0/}
+VARIANT_CONNS=${VARIANT_CONNS:-1 64 256}
+variant_delay() { if [ "$1" = d0 ]; then echo 0; else echo "$DELAY_US"; fi; }
+variant_serve_flag() { if [ "$1" = fixed ]; then echo --fixed-queue-delay; fi; }
+variant_bench_flag() { if [ "$1" = fixed ]; then echo --fixed-delay; fi; }
+for v in $VARIANTS; do
+  step "fanin serve --backend $BACKEND, variant $v"
+  # shellcheck disable=SC2046
+  if DELAY_US=$(variant_delay "$v") start_fanin "$BACKEND" $(variant_serve_flag "$v"); then
+    for c in $VARIANT_CONNS; do
+      load "fanin_${BACKEND}_openai-${v}_c${c}_k1" "$FURL" --api openai --connections "$c" \
         --inputs 1 --threads "$(threads_for "$c")" --duration $(( SECS > 6 ? 6 : SECS ))
     done
     stop_fanin
   fi
-fi
+done
 
 step "in-process Engine (fanin bench --mode queue)"
 dtype_flag=()
@@ -261,14 +282,16 @@ dtype_flag=()
   --max-tokens "$TOKENS" --seconds "$SECS" --warmup-seconds "$WARM" \
   > "$RAW/inprocess_$BACKEND.json" 2> "$RAW/inprocess_$BACKEND.err"
 grep "producers" "$RAW/inprocess_$BACKEND.err"
-if [ "${SKIP_D0:-0}" != 1 ]; then
+for v in $VARIANTS; do
+  # shellcheck disable=SC2046
   "$FANIN" bench --model minilm --mode queue --backend "$BACKEND" "${dtype_flag[@]}" \
     --model-dir "$MODEL" --sentences bench/data/queue_sentences.txt \
-    --producers 1,256 --workers "$WORKERS" --max-batch "$BATCH" --max-delay-us 0 \
+    --producers "$(echo "$VARIANT_CONNS" | tr ' ' ,)" --workers "$WORKERS" --max-batch "$BATCH" \
+    --max-delay-us "$(variant_delay "$v")" $(variant_bench_flag "$v") \
     --max-tokens "$TOKENS" --seconds $(( SECS > 6 ? 6 : SECS )) --warmup-seconds "$WARM" \
-    > "$RAW/inprocess_$BACKEND-d0.json" 2> "$RAW/inprocess_$BACKEND-d0.err"
-  grep "producers" "$RAW/inprocess_$BACKEND-d0.err"
-fi
+    > "$RAW/inprocess_$BACKEND-$v.json" 2> "$RAW/inprocess_$BACKEND-$v.err"
+  grep "producers" "$RAW/inprocess_$BACKEND-$v.err"
+done
 
 step "Infinity"
 if [ "${SKIP_INFINITY:-0}" = 1 ]; then
