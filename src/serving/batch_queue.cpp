@@ -198,9 +198,10 @@ void BatchQueue::push_many(std::vector<RequestPtr>& requests) {
     const Clock::time_point now = Clock::now();
     note_arrival(now);
     // A filling worker sleeps until its batch's delay ends: wake it when
-    // the batch is due sooner (full, or Note [Adaptive queue delay]).
+    // the batch is due sooner (due() covers ready(): full, or Note
+    // [Adaptive queue delay]).
     Clock::time_point unused;
-    if (idle_ > 0 || (filling_ > 0 && (ready() || due(now, &unused)))) wake = pick_lane();
+    if (idle_ > 0 || (filling_ > 0 && due(now, &unused))) wake = pick_lane();
   }
   if (wake >= 0) lanes_[static_cast<size_t>(wake)].cv.notify_one();
 }
