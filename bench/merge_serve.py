@@ -56,7 +56,10 @@ def server_split(raw, label):
     for key, name in (("request", "te_request_duration"),
                       ("tokenization", "te_request_tokenization_duration"),
                       ("queue", "te_request_queue_duration"),
-                      ("inference", "te_request_inference_duration")):
+                      ("inference", "te_request_inference_duration"),
+                      ("resolve", "fanin_request_resolve_duration"),
+                      ("handoff", "fanin_request_handoff_duration"),
+                      ("format", "fanin_request_format_duration")):
         n = m1.get(name + "_count", 0) - m0.get(name + "_count", 0)
         if n > 0:
             out[key] = (m1.get(name + "_sum", 0) - m0.get(name + "_sum", 0)) / n * 1e6
@@ -246,8 +249,11 @@ def main():
             "(/proc/PID/stat; for Infinity its main process and threads)",
             "server_mean_us: fanin's mean time per request by phase over the load (warm-up "
             "included), from its te_request_*_duration histograms (request = from its header read "
-            "to its response formatted, on the I/O thread); outside_handler_us = the client's "
-            "mean latency minus that: socket hops, HTTP parse and write on both sides",
+            "to its response formatted, on the I/O thread; resolve = the batch's results ready to "
+            "the engine's callback for the request, handoff = that callback to the reply begun "
+            "on the connection's I/O thread, format = the reply's formatting: the fanin_request_"
+            "*_duration histograms); outside_handler_us = the client's mean latency minus "
+            "request: socket hops, HTTP parse and write on both sides",
             "server_cpu_us_per_request_by_group: the server's CPU microseconds (user + system) "
             "per answered request over the load, by thread name (bench/thread_cpu.py): io = HTTP "
             "I/O threads, workers = engine workers (on a GPU, waiting on the device included), "

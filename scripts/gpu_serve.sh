@@ -236,15 +236,18 @@ for t in $IO_SWEEP; do
     stop_fanin
   fi
 done
-# SWEEP64: "IO:LG" pairs tried at 64 connections (server I/O threads :
-# load-generator threads), e.g. SWEEP64="8:8 12:8 16:8": how much of the
-# HTTP cost at 64 is each side's burst (a batch's replies and the requests
-# that follow are handled one after another per thread).
-for pair in ${SWEEP64:-}; do
-  io=${pair%%:*}; lg=${pair##*:}
-  step "fanin serve --io-threads $io, 64 connections, load generator $lg threads"
-  if IO_THREADS=$io start_fanin "$BACKEND"; then
-    load "fanin_${BACKEND}_openai-io${io}-lg${lg}_c64_k1" "$FURL" --api openai --connections 64 \
+# SWEEP64: "IO:LG[:POLL]" tried at 64 connections (server I/O threads :
+# load-generator threads [: --io-poll-us]), e.g. SWEEP64="8:8 16:8 8:8:50":
+# how much of the HTTP cost at 64 is each side's burst (a batch's replies
+# and the requests that follow are handled one after another per thread)
+# and the I/O threads' wake-ups (Note [I/O polling]).
+for triple in ${SWEEP64:-}; do
+  IFS=: read -r io lg poll <<< "$triple"
+  tag="io${io}-lg${lg}${poll:+-p$poll}"
+  step "fanin serve --io-threads $io ${poll:+--io-poll-us $poll}, 64 connections, load generator $lg threads"
+  # shellcheck disable=SC2046
+  if IO_THREADS=$io start_fanin "$BACKEND" ${poll:+--io-poll-us "$poll"}; then
+    load "fanin_${BACKEND}_openai-${tag}_c64_k1" "$FURL" --api openai --connections 64 \
       --inputs 1 --threads "$lg" --duration $(( SECS > 6 ? 6 : SECS ))
     stop_fanin
   fi

@@ -197,6 +197,9 @@ void App::Impl::finish(Call& call, HttpResponse response) {
   o.tokenization_us = call.tokenization_us.load(std::memory_order_relaxed);
   o.queue_us = call.queue_us;
   o.inference_us = call.inference_us;
+  o.resolve_us = call.resolve_us;
+  o.handoff_us = call.handoff_us;
+  o.format_us = call.format_us;
   o.inputs = call.inputs;
   o.tokens = call.tokens;
   o.failure = call.failure;

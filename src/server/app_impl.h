@@ -39,6 +39,7 @@ struct Call {
   // may have answered by then (its callback reads it): atomic.
   std::atomic<double> tokenization_us{0};
   double queue_us = 0, inference_us = 0;  // written by the one thread that finishes
+  double resolve_us = -1, handoff_us = -1, format_us = -1;  // RequestObservation's reply path
   std::string failure;        // failure_label of the error, if any
 };
 using CallPtr = std::shared_ptr<Call>;

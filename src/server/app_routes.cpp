@@ -1,5 +1,6 @@
 // The routes of fanin serve (Note [Serving routes] in docs/server.md): each
 // parses with api/, calls the Engine, and formats in the engine's callback.
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -31,19 +32,30 @@ void run(App::Impl& im, const CallPtr& call, const std::shared_ptr<Engine>& engi
   const Clock::time_point t0 = Clock::now();
   App::Impl* impl = &im;
   try {
-    submit(*engine, options, [impl, call, n, format](Response r, const Error* e) mutable {
+    submit(*engine, options, [impl, call, n, t0, format](Response r, const Error* e) mutable {
+      const Clock::time_point called = Clock::now();
       impl->release(n);
       std::optional<Error> error;
       if (e != nullptr) error = *e;
       // Formatted off the engine's worker (App::set_executor).
-      auto reply = [impl, call, format = std::move(format), r = std::move(r),
+      auto reply = [impl, call, called, t0, format = std::move(format), r = std::move(r),
                     error = std::move(error)]() mutable {
         if (error) return impl->fail(*call, *error);
+        const Clock::time_point begun = Clock::now();
         call->queue_us = r.queue_us;
         call->inference_us = r.compute_us;
         call->tokens = r.tokens;
+        // Note [Reply path]: the batch's results were ready at enqueue +
+        // queue + compute; enqueue follows tokenization on the submitting
+        // thread.
+        const double ready_us = call->tokenization_us.load(std::memory_order_relaxed) +
+                                r.queue_us + r.compute_us;
+        call->resolve_us = std::max(0.0, micros(called - t0) - ready_us);
+        call->handoff_us = micros(begun - called);
         try {
-          impl->finish(*call, format(r));
+          HttpResponse formatted = format(r);
+          call->format_us = micros(Clock::now() - begun);
+          impl->finish(*call, std::move(formatted));
         } catch (const api::ApiError& ae) {
           impl->fail(*call, ae);
         } catch (const std::exception& ex) {

@@ -69,6 +69,8 @@ void check_options(const ServeOptions& o) {
   if (o.max_queue_delay_us < 0) throw UsageError("--max-queue-delay-us must be >= 0");
   if (o.workers < 0) throw UsageError("--workers must be >= 0 (0: one per core on cpu, 1 on cuda)");
   if (o.io_threads < 0) throw UsageError("--io-threads must be >= 0 (0: half the cores, 1..8)");
+  if (o.io_poll_us < 0 || o.io_poll_us > 1000000)
+    throw UsageError("--io-poll-us must be in 0..1000000");
   for (int64_t ms : {o.header_timeout_ms, o.body_timeout_ms, o.idle_timeout_ms})
     if (ms < 1) throw UsageError("--header/body/idle-timeout-ms must be >= 1");
   if (o.request_timeout_ms < 0 || o.drain_timeout_ms < 0)
@@ -177,6 +179,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& o) {
       ->capture_default_str();
   cmd->add_option("--io-threads", o.io_threads, "HTTP I/O threads (0: half the cores, 1..8)")
       ->capture_default_str();
+  cmd->add_option("--io-poll-us", o.io_poll_us,
+                  "an idle I/O thread polls this long before it sleeps (0: sleeps at once)")
+      ->capture_default_str();
   cmd->add_option("--max-length", o.max_length, "tokens per input (0: the model's, 256)")
       ->capture_default_str();
   cmd->add_option("--request-timeout-ms", o.request_timeout_ms,
@@ -225,6 +230,7 @@ int run_serve(const ServeOptions& given) {
   ho.host = o.host;
   ho.port = static_cast<uint16_t>(o.port);
   ho.io_threads = o.io_threads;
+  ho.io_poll = std::chrono::microseconds(o.io_poll_us);
   ho.body_limit = static_cast<size_t>(o.payload_limit);
   ho.header_timeout = std::chrono::milliseconds(o.header_timeout_ms);
   ho.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);

@@ -28,6 +28,7 @@ struct ServeOptions {
   int64_t max_queue_length = 1 << 16;
   int workers = 0;  // 0: one per usable core on cpu devices, 1 with a GPU
   int io_threads = 0;
+  int64_t io_poll_us = 0;
   int max_length = 0;
   int64_t request_timeout_ms = 0;
   int64_t header_timeout_ms = 10000;

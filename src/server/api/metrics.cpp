@@ -116,6 +116,9 @@ ServerStats::ServerStats(int64_t max_input_length) {
   s_.tokenization = Histogram(d);
   s_.queue = Histogram(d);
   s_.inference = Histogram(d);
+  s_.resolve = Histogram(d);
+  s_.handoff = Histogram(d);
+  s_.format = Histogram(d);
   s_.input_length = Histogram(powers_of_two(20, static_cast<double>(max_input_length)));
 }
 
@@ -136,6 +139,9 @@ void ServerStats::observe(const RequestObservation& o) {
   s_.tokenization.observe(o.tokenization_us * 1e-6);
   s_.queue.observe(o.queue_us * 1e-6);
   s_.inference.observe(o.inference_us * 1e-6);
+  if (o.resolve_us >= 0) s_.resolve.observe(o.resolve_us * 1e-6);
+  if (o.handoff_us >= 0) s_.handoff.observe(o.handoff_us * 1e-6);
+  if (o.format_us >= 0) s_.format.observe(o.format_us * 1e-6);
   if (o.inputs > 0 && o.tokens > 0)
     s_.input_length.observe(static_cast<double>(o.tokens) / static_cast<double>(o.inputs),
                             static_cast<uint64_t>(o.inputs));
@@ -218,6 +224,13 @@ std::string prometheus_text(const ServerStats& stats, const EngineMetrics& engin
          static_cast<double>(s.connections));
   scalar(out, "fanin_http_connections_total", "counter", "HTTP connections accepted",
          static_cast<double>(s.connections_total));
+  histogram(out, "fanin_request_resolve_duration",
+            "Batch results ready to the engine's callback for the request, in seconds", s.resolve);
+  histogram(out, "fanin_request_handoff_duration",
+            "Engine callback to the reply begun on the connection's I/O thread, in seconds",
+            s.handoff);
+  histogram(out, "fanin_request_format_duration", "Formatting the reply body, in seconds",
+            s.format);
   return out;
 }
 

@@ -43,6 +43,12 @@ struct RequestObservation {
   bool inference = false;  // an embed/infer route: counted in te_request_*
   bool batch = false;      // inputs sent as a list (te_request_count{method="batch"})
   double total_us = 0, tokenization_us = 0, queue_us = 0, inference_us = 0;
+  // The reply path of a request the engine answered (Note [Reply path]):
+  // its batch's results ready -> the engine's callback for it (the worker
+  // resolving the batch's requests in turn), that callback -> the reply
+  // begun on the connection's I/O thread, and the reply's formatting.
+  // Negative: not measured (answered without the engine).
+  double resolve_us = -1, handoff_us = -1, format_us = -1;
   int64_t inputs = 0;      // inputs in the request
   int64_t tokens = 0;      // tokens run for them (text engines)
   std::string_view failure;  // "" on success, else failure_label(reason)
@@ -73,6 +79,7 @@ class ServerStats {
     std::map<std::string, uint64_t> request_count, request_success;  // by method
     std::map<std::string, uint64_t> request_failure;                  // by err
     Histogram duration, tokenization, queue, inference, input_length;
+    Histogram resolve, handoff, format;  // fanin_request_{resolve,handoff,format}_duration
     uint64_t embed_count = 0, embed_success = 0;
     std::map<std::tuple<std::string, std::string, int>, uint64_t> http_requests;  // api, route, status
     std::map<std::string, uint64_t> rejections;
@@ -98,7 +105,9 @@ std::vector<double> tei_duration_buckets();
 // (gauge); te_embed_count, te_embed_success (counters); fanin_http_requests_
 // total{api,route,status}, fanin_http_rejections_total{reason},
 // fanin_http_in_flight, fanin_http_connections (gauges),
-// fanin_http_connections_total.
+// fanin_http_connections_total; fanin_request_resolve_duration,
+// fanin_request_handoff_duration, fanin_request_format_duration
+// (histograms, s: RequestObservation's reply path).
 std::string prometheus_text(const ServerStats& stats, const EngineMetrics& engine);
 
 }  // namespace fanin::server::api

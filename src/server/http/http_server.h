@@ -85,6 +85,11 @@ struct HttpOptions {
   std::string host = "127.0.0.1";  // an IP address (v4 or v6) or "localhost"
   uint16_t port = 8080;            // 0: an ephemeral port (port() tells which)
   int io_threads = 0;              // 0: half the hardware threads, 1..8
+  // An I/O thread with nothing to do keeps polling its sockets and queue
+  // this long before it sleeps in the kernel (Note [I/O polling] in
+  // http_server.cpp): under load, a request or a reply posted to it is
+  // picked up without a wake-up. 0: sleep at once.
+  std::chrono::microseconds io_poll{0};
   size_t body_limit = 2 << 20;     // bytes; larger -> 413 before the body is read
   size_t header_limit = 16 << 10;  // request line + headers; larger -> 431
   // First byte of a request (or a new connection's wait for it) -> header

@@ -100,6 +100,8 @@ struct HttpServer::Impl {
   void arm_signals();
   bool on_io_thread() const;
 
+  // One I/O thread's loop over its io_context (Note [I/O polling]).
+  void run_io(asio::io_context& ioc);
   asio::awaitable<void> accept_loop();
   void spawn_connection(Strand strand, tcp::socket socket);
   // Posts fn(connection) to every open connection's strand.
