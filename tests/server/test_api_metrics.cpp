@@ -104,6 +104,33 @@ TEST(ApiMetrics, TeiNamesAndValidFormat) {
   EXPECT_EQ(text.find("te_request_input_length_bucket{le=\"1024\"}"), std::string::npos);
 }
 
+TEST(ApiMetrics, ReplyPathCountsOnlyMeasuredSteps) {
+  ServerStats stats;
+  RequestObservation o;
+  o.api = Api::kOpenAI;
+  o.route = "/v1/embeddings";
+  o.inference = true;
+  o.inputs = 1;
+  o.total_us = 900;
+  stats.observe(o);  // answered without the engine: no reply path
+  o.resolve_us = 10;
+  o.handoff_us = 40;
+  o.format_us = 0;  // measured, if below a microsecond
+  stats.observe(o);
+  const auto s = stats.snapshot();
+  EXPECT_EQ(s.duration.count, 2u);
+  EXPECT_EQ(s.resolve.count, 1u);
+  EXPECT_EQ(s.handoff.count, 1u);
+  EXPECT_EQ(s.format.count, 1u);
+  EXPECT_DOUBLE_EQ(s.handoff.sum, 40e-6);
+  const std::string text = prometheus_text(stats, EngineMetrics{});
+  expect_valid_exposition(text);
+  for (const char* needle : {"# TYPE fanin_request_resolve_duration histogram",
+                             "fanin_request_handoff_duration_count 1",
+                             "fanin_request_format_duration_count 1"})
+    EXPECT_NE(text.find(needle), std::string::npos) << needle;
+}
+
 TEST(ApiMetrics, TeiDurationBuckets) {
   const auto b = tei_duration_buckets();
   ASSERT_EQ(b.size(), 35u);

@@ -39,6 +39,16 @@ def test_request_counters_move(port):
         before.value("te_request_count", method="batch") + 4
     assert after.value("te_embed_success") == before.value("te_embed_success") + 5
     assert after.value("te_request_duration_count") == before.value("te_request_duration_count") + 4
+    # Note [Reply path]: each request the engine answered has its three
+    # steps timed; together they fit in the request's own duration.
+    for step in ("resolve", "handoff", "format"):
+        name = f"fanin_request_{step}_duration"
+        assert after.value(name + "_count") == before.value(name + "_count") + 4, name
+    reply_s = sum(after.value(f"fanin_request_{s}_duration_sum") -
+                  before.value(f"fanin_request_{s}_duration_sum")
+                  for s in ("resolve", "handoff", "format"))
+    total_s = after.value("te_request_duration_sum") - before.value("te_request_duration_sum")
+    assert 0 < reply_s < total_s, (reply_s, total_s)
     assert after.value("te_queue_size") >= 0
 
 
