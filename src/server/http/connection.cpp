@@ -173,15 +173,15 @@ Respond HttpServer::Impl::make_respond(std::shared_ptr<ResponseSlot> slot) {
     std::shared_lock lock(slot->hub->mu);
     if (!slot->hub->open) return;  // the server is gone
     if (auto c = slot->connection.lock()) {
-      // On the connection's own strand (a reply formatted there, or a
+      // On the connection's own thread (a reply formatted there, or a
       // Handler answering inside its call), deliver at once: the coroutine
       // checks for a response before every wait, so it cannot miss it, and
       // this saves a scheduler round trip per request. Anywhere else, post.
-      if (c->strand.running_in_this_thread()) {
+      if (c->executor.running_in_this_thread()) {
         c->deliver(slot->seq, std::move(response));
         return;
       }
-      asio::post(c->strand, [c, seq = slot->seq, r = std::move(response)]() mutable {
+      asio::post(c->executor, [c, seq = slot->seq, r = std::move(response)]() mutable {
         c->deliver(seq, std::move(r));
       });
     }
@@ -193,7 +193,7 @@ std::function<void(std::function<void()>)> HttpServer::Impl::make_post(
   return [this, hub = hub_, weak = std::weak_ptr<Connection>(c)](std::function<void()> fn) {
     std::shared_lock lock(hub->mu);
     if (!hub->open) return;  // the server is gone
-    if (auto conn = weak.lock()) post_guarded(conn->strand, std::move(fn));
+    if (auto conn = weak.lock()) post_guarded(conn->executor, std::move(fn));
     else post_guarded(next_context().get_executor(), std::move(fn));
   };
 }

@@ -217,8 +217,8 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
   bool logged_full = false;
   for (;;) {
-    Strand strand = asio::make_strand(next_context());
-    tcp::socket socket(strand);
+    Executor executor = next_context().get_executor();
+    tcp::socket socket(executor);
     auto [ec] = co_await acceptor_->async_accept(socket, asio::as_tuple(asio::use_awaitable));
     if (draining_.load() || !acceptor_->is_open() || ec == asio::error::operation_aborted)
       co_return;
@@ -238,18 +238,18 @@ asio::awaitable<void> HttpServer::Impl::accept_loop() {
       socket.close(ignored);
       continue;
     }
-    spawn_connection(strand, std::move(socket));
+    spawn_connection(executor, std::move(socket));
   }
 }
 
-void HttpServer::Impl::spawn_connection(Strand strand, tcp::socket socket) {
+void HttpServer::Impl::spawn_connection(Executor executor, tcp::socket socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   // Synchronous writes return would_block instead of waiting (Note [Direct
   // write] in connection.cpp); the awaited operations are unaffected.
   socket.non_blocking(true, ec);
   const auto peer = socket.remote_endpoint(ec);
-  auto c = std::make_shared<Connection>(strand, std::move(socket),
+  auto c = std::make_shared<Connection>(executor, std::move(socket),
                                         ec ? std::string("unknown") : endpoint_string(peer));
   uint64_t id = 0;
   {
@@ -258,7 +258,7 @@ void HttpServer::Impl::spawn_connection(Strand strand, tcp::socket socket) {
     conns_.emplace(id, c);
   }
   connections_.fetch_add(1);
-  asio::co_spawn(strand, session(std::move(c), id), [this](std::exception_ptr e) {
+  asio::co_spawn(executor, session(std::move(c), id), [this](std::exception_ptr e) {
     if (e) log("a connection's coroutine failed");
   });
 }
@@ -272,7 +272,7 @@ void HttpServer::Impl::broadcast(Fn fn) {
     for (auto& [id, weak] : conns_)
       if (auto c = weak.lock()) open.push_back(std::move(c));
   }
-  for (auto& c : open) asio::post(c->strand, [c, fn] { fn(*c); });
+  for (auto& c : open) asio::post(c->executor, [c, fn] { fn(*c); });
 }
 
 void HttpServer::Impl::on_signals(std::function<void(int)> on_signal) {
@@ -446,9 +446,7 @@ void HttpServer::Impl::post_guarded(const Executor& ex, std::function<void()> fn
     }
   });
 }
-template void HttpServer::Impl::post_guarded(const Strand&, std::function<void()>);
-template void HttpServer::Impl::post_guarded(const asio::io_context::executor_type&,
-                                             std::function<void()>);
+template void HttpServer::Impl::post_guarded(const Executor&, std::function<void()>);
 
 void HttpServer::post(std::function<void()> fn) {
   std::shared_lock lock(impl_->hub_->mu);

@@ -2,11 +2,11 @@
 // http_server.cpp (listener, threads, shutdown) and connection.cpp (one
 // coroutine per connection). Not a public header.
 //
-// Threads: every Connection field marked "strand" is touched only on that
-// connection's strand (its coroutine, its timer handlers, the handlers that
-// Respond and shutdown post to it). Respond reaches a connection only
-// through post() under Hub::mu, so nothing is posted into a destroyed
-// io_context.
+// Threads: every Connection field marked "own thread" is touched only on
+// that connection's I/O thread (its coroutine, its timer handlers, the
+// handlers that Respond and shutdown post to it; Note [No strands]).
+// Respond reaches a connection only through post() under Hub::mu, so
+// nothing is posted into a destroyed io_context.
 #pragma once
 
 #include <atomic>
@@ -32,7 +32,14 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
-using Strand = asio::strand<asio::io_context::executor_type>;
+// Note [No strands]
+// A connection's executor is its io_context's own, not a strand on it:
+// each io_context is run by exactly one I/O thread (Note [One io_context per
+// I/O thread]), so a connection's handlers never run at once already, and
+// a strand would add a lock and a second queue hop to every completion (the
+// reply posted by a worker, each timer cancel, each read). The shutdown
+// thread runs the contexts only after every I/O thread has been joined.
+using Executor = asio::io_context::executor_type;
 
 // Lets a Respond called from any thread know whether the io_context still
 // exists. Shared by the server and every Respond.
@@ -48,36 +55,36 @@ enum class Phase { kIdle, kReading, kHandling, kWriting, kClosing };
 // One accepted socket and the state its coroutine shares with timers and
 // posted deliveries.
 struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(Strand strand_in, tcp::socket socket_in, std::string remote_in)
-      : strand(strand_in),
+  Connection(Executor executor_in, tcp::socket socket_in, std::string remote_in)
+      : executor(executor_in),
         socket(std::move(socket_in)),
-        deadline(strand_in),
-        wake(strand_in),
+        deadline(executor_in),
+        wake(executor_in),
         remote(std::move(remote_in)) {}
 
   // Arms the deadline of the current phase: on expiry the socket's pending
-  // operations are cancelled and timed_out is set. Strand.
+  // operations are cancelled and timed_out is set. Own thread.
   void arm(std::chrono::milliseconds timeout);
-  // Disarms the deadline. Strand.
+  // Disarms the deadline. Own thread.
   void disarm();
-  // Stores the response of request `seq` and wakes the coroutine. Strand.
+  // Stores the response of request `seq` and wakes the coroutine. Own thread.
   void deliver(uint64_t seq, HttpResponse response);
-  // Shutdown began: an idle connection closes now. Strand.
+  // Shutdown began: an idle connection closes now. Own thread.
   void on_drain();
-  // Shutdown's drain time is over: close, abandon the request. Strand.
+  // Shutdown's drain time is over: close, abandon the request. Own thread.
   void abort();
 
-  const Strand strand;         // immutable: this connection's executor
-  tcp::socket socket;          // strand
-  asio::steady_timer deadline;  // strand: the current phase's timeout
-  asio::steady_timer wake;     // strand: the coroutine waits on it for a response
+  const Executor executor;     // immutable: this connection's I/O thread's context
+  tcp::socket socket;          // own thread
+  asio::steady_timer deadline;  // own thread: the current phase's timeout
+  asio::steady_timer wake;     // own thread: the coroutine waits on it for a response
   const std::string remote;    // immutable: "address:port" of the peer
-  Phase phase = Phase::kIdle;  // strand
-  uint64_t deadline_gen = 0;   // strand: which arm() a firing deadline belongs to
-  bool timed_out = false;      // strand: the last armed deadline fired
-  bool aborted = false;        // strand: abort() ran; the coroutine stops
-  uint64_t seq = 0;            // strand: number of the request being handled
-  std::optional<HttpResponse> response;  // strand: the answer to request seq
+  Phase phase = Phase::kIdle;  // own thread
+  uint64_t deadline_gen = 0;   // own thread: which arm() a firing deadline belongs to
+  bool timed_out = false;      // own thread: the last armed deadline fired
+  bool aborted = false;        // own thread: abort() ran; the coroutine stops
+  uint64_t seq = 0;            // own thread: number of the request being handled
+  std::optional<HttpResponse> response;  // own thread: the answer to request seq
 };
 
 // The state every copy of one request's Respond shares.
@@ -103,8 +110,8 @@ struct HttpServer::Impl {
   // One I/O thread's loop over its io_context (Note [I/O polling]).
   void run_io(asio::io_context& ioc);
   asio::awaitable<void> accept_loop();
-  void spawn_connection(Strand strand, tcp::socket socket);
-  // Posts fn(connection) to every open connection's strand.
+  void spawn_connection(Executor executor, tcp::socket socket);
+  // Posts fn(connection) to every open connection's thread.
   template <class Fn>
   void broadcast(Fn fn);
 
@@ -124,7 +131,7 @@ struct HttpServer::Impl {
   asio::awaitable<void> linger_close(Connection& c);
   HttpResponse format_error(std::string_view method, std::string_view path, int status,
                             const std::string& message);
-  // The Respond of one request: posts its response to the connection's strand.
+  // The Respond of one request: posts its response to the connection's thread.
   Respond make_respond(std::shared_ptr<ResponseSlot> slot);
   // HttpRequest::post of one request on connection `c`.
   std::function<void(std::function<void()>)> make_post(const std::shared_ptr<Connection>& c);
