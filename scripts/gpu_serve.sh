@@ -257,17 +257,20 @@ done
 # openai-NAME loads with inprocess_BACKEND-NAME.json):
 #   fixed  --fixed-queue-delay: always wait the queue delay for a batch
 #          that is not full (Note [Adaptive queue delay] off);
-#   d0     --max-queue-delay-us 0: no wait at all.
+#   dN     --max-queue-delay-us N (d0: no wait at all);
+#   wN     --workers N (engine workers per device).
 VARIANTS=${VARIANTS-fixed d0}
 [ "${SKIP_D0:-0}" = 1 ] && VARIANTS=${VARIANTS//d0/}
 VARIANT_CONNS=${VARIANT_CONNS:-1 64 256}
-variant_delay() { if [ "$1" = d0 ]; then echo 0; else echo "$DELAY_US"; fi; }
+variant_delay() { case $1 in d[0-9]*) echo "${1#d}" ;; *) echo "$DELAY_US" ;; esac; }
+variant_workers() { case $1 in w[0-9]*) echo "${1#w}" ;; *) echo "$WORKERS" ;; esac; }
 variant_serve_flag() { if [ "$1" = fixed ]; then echo --fixed-queue-delay; fi; }
 variant_bench_flag() { if [ "$1" = fixed ]; then echo --fixed-delay; fi; }
 for v in $VARIANTS; do
   step "fanin serve --backend $BACKEND, variant $v"
   # shellcheck disable=SC2046
-  if DELAY_US=$(variant_delay "$v") start_fanin "$BACKEND" $(variant_serve_flag "$v"); then
+  if DELAY_US=$(variant_delay "$v") WORKERS=$(variant_workers "$v") \
+      start_fanin "$BACKEND" $(variant_serve_flag "$v"); then
     for c in $VARIANT_CONNS; do
       load "fanin_${BACKEND}_openai-${v}_c${c}_k1" "$FURL" --api openai --connections "$c" \
         --inputs 1 --threads "$(threads_for "$c")" --duration $(( SECS > 6 ? 6 : SECS ))
@@ -289,7 +292,7 @@ for v in $VARIANTS; do
   # shellcheck disable=SC2046
   "$FANIN" bench --model minilm --mode queue --backend "$BACKEND" "${dtype_flag[@]}" \
     --model-dir "$MODEL" --sentences bench/data/queue_sentences.txt \
-    --producers "$(echo "$VARIANT_CONNS" | tr ' ' ,)" --workers "$WORKERS" --max-batch "$BATCH" \
+    --producers "$(echo "$VARIANT_CONNS" | tr ' ' ,)" --workers "$(variant_workers "$v")" --max-batch "$BATCH" \
     --max-delay-us "$(variant_delay "$v")" $(variant_bench_flag "$v") \
     --max-tokens "$TOKENS" --seconds $(( SECS > 6 ? 6 : SECS )) --warmup-seconds "$WARM" \
     > "$RAW/inprocess_$BACKEND-$v.json" 2> "$RAW/inprocess_$BACKEND-$v.err"
