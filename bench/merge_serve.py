@@ -63,6 +63,13 @@ def server_split(raw, label):
         n = m1.get(name + "_count", 0) - m0.get(name + "_count", 0)
         if n > 0:
             out[key] = (m1.get(name + "_sum", 0) - m0.get(name + "_sum", 0)) / n * 1e6
+    # The engine's mean batch over the load (te_batch_next_size: requests
+    # per batch), beside the phases: a front end that spreads its requests
+    # out in time gets smaller batches from the same queue settings.
+    n = m1.get("te_batch_next_size_count", 0) - m0.get("te_batch_next_size_count", 0)
+    if n > 0:
+        out["mean_batch"] = (m1.get("te_batch_next_size_sum", 0) -
+                             m0.get("te_batch_next_size_sum", 0)) / n
     return out or None
 
 
@@ -252,7 +259,8 @@ def main():
             "to its response formatted, on the I/O thread; resolve = the batch's results ready to "
             "the engine's callback for the request, handoff = that callback to the reply begun "
             "on the connection's I/O thread, format = the reply's formatting: the fanin_request_"
-            "*_duration histograms); outside_handler_us = the client's mean latency minus "
+            "*_duration histograms), mean_batch = the engine's requests per batch over the load "
+            "(te_batch_next_size); outside_handler_us = the client's mean latency minus "
             "request: socket hops, HTTP parse and write on both sides",
             "server_cpu_us_per_request_by_group: the server's CPU microseconds (user + system) "
             "per answered request over the load, by thread name (bench/thread_cpu.py): io = HTTP "
