@@ -201,7 +201,6 @@ void HttpServer::Impl::run_io(asio::io_context& ioc) {
       last_work = Clock::now();
       continue;
     }
-    if (ioc.stopped()) return;
     if (Clock::now() - last_work < window) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
