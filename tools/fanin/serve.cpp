@@ -98,7 +98,7 @@ int default_workers(const std::vector<Device*>& devices) {
 // --io-threads 0 where a GPU serves: one I/O thread per hardware thread,
 // up to 16 (the engine's workers mostly wait on the device, so the cores
 // are the HTTP side's; at 64 connections on the H200, 16 threads did
-// 0.81-0.84 of in-process against 0.75-0.78 with 8: docs/performance.md).
+// 0.81-0.84 of in-process against 0.75-0.79 with 8: docs/performance.md).
 // On CPU devices 0 stays the HTTP layer's default (half the cores, up to
 // 8), the other half being the compute's. Decided from the names, before
 // any device is opened: the server listens before the model loads.
