@@ -222,7 +222,7 @@ class HttpServerTest : public ::testing::Test {
     return c;
   }
 
-  int worker_load(HttpOptions o, int requests);
+  int worker_load(HttpOptions o, int rounds);
 
   asio::io_context ioc_;
   std::unique_ptr<HttpServer> server_;
@@ -458,14 +458,12 @@ TEST_F(HttpServerTest, Holds1024ConcurrentKeepAliveConnectionsOnTwoIoThreads) {
 }
 
 // The app's reply path under load (run under ThreadSanitizer by the tsan
-// preset): worker threads take the requests, and each answers either itself
-// (Respond posts to the connection's strand) or through request.post on the
-// connection's I/O thread (Respond then delivers at once, on the strand):
-// 32 keep-alive clients x 40 requests, every answer to its own request.
-// 32 clients send kRequests rounds each; three worker threads answer, half
-// through HttpRequest::post (on the connection's thread), half directly.
-// Returns the replies that came back right.
-int HttpServerTest::worker_load(HttpOptions o, int kRequests) {
+// preset): three worker threads take the requests, and each answers either
+// itself (Respond posts to the connection's I/O thread) or through
+// request.post on that thread (Respond then delivers at once): 32
+// keep-alive clients x `rounds` requests. Returns how many answers came
+// back to their own request.
+int HttpServerTest::worker_load(HttpOptions o, int rounds) {
   std::mutex mu;  // guards jobs and stop
   std::condition_variable cv;
   std::deque<std::function<void()>> jobs;
@@ -503,7 +501,7 @@ int HttpServerTest::worker_load(HttpOptions o, int kRequests) {
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < kClients; ++i) clients.push_back(connect());
   int answered = 0;
-  for (int r = 0; r < kRequests; ++r) {
+  for (int r = 0; r < rounds; ++r) {
     for (int i = 0; i < kClients; ++i) clients[i]->send(get("/c" + std::to_string(i) + "/" + std::to_string(r)));
     std::vector<Reply> replies(kClients);
     std::unique_ptr<bool[]> done(new bool[kClients]());
@@ -554,7 +552,6 @@ TEST_F(HttpServerTest, PollingIoThreadsServeSleepWakeAndShutDown) {
   EXPECT_LT(Clock::now() - t0, 3s);
   EXPECT_EQ(server_->connections(), 0u);
 }
-
 
 TEST_F(HttpServerTest, ShutdownAnswersInFlightRequestsAndRefusesNewConnections) {
   std::mutex mu;  // guards held

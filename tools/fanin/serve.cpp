@@ -69,7 +69,9 @@ void check_options(const ServeOptions& o) {
   if (o.max_batch_tokens < 0) throw UsageError("--max-batch-tokens must be >= 0 (0: no budget)");
   if (o.max_queue_delay_us < 0) throw UsageError("--max-queue-delay-us must be >= 0");
   if (o.workers < 0) throw UsageError("--workers must be >= 0 (0: one per core on cpu, 1 on cuda)");
-  if (o.io_threads < 0) throw UsageError("--io-threads must be >= 0 (0: half the cores, 1..8)");
+  if (o.io_threads < 0)
+    throw UsageError("--io-threads must be >= 0 (0: on cuda one per core up to 16, else half the "
+                     "cores up to 8)");
   if (o.io_poll_us < 0 || o.io_poll_us > 1000000)
     throw UsageError("--io-poll-us must be in 0..1000000");
   for (int64_t ms : {o.header_timeout_ms, o.body_timeout_ms, o.idle_timeout_ms})
