@@ -20,18 +20,6 @@
 #include "fanin/fanin.h"
 #include "test_helpers.h"
 
-#if defined(__SANITIZE_THREAD__)
-// libstdc++ is not built with ThreadSanitizer, so TSan cannot see the atomic
-// reference count of std::exception_ptr: when a worker drops the last
-// reference to a failed future's shared state after the caller has read the
-// Error, it reports the free as racing with that read. The count orders
-// them; this is a known false positive of every std::future carrying an
-// exception across threads (docs/concurrency.md, Note [Engine lifetime]).
-extern "C" const char* __tsan_default_suppressions() {
-  return "race:std::__exception_ptr::exception_ptr::_M_release\n";
-}
-#endif
-
 namespace fanin {
 namespace {
 
