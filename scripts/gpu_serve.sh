@@ -30,7 +30,8 @@
 # seconds), BUDGET_S (500: wall seconds after which optional parts are
 # skipped), VARIANTS ("fixed d0", see below), VARIANT_CONNS ("1 64 256"),
 # LG_THREADS (8: load-generator threads at 64 connections and up),
-# SKIP_INFINITY=1, SKIP_CPU=1, PYTHON (python3).
+# SKIP_INFINITY=1, SKIP_CPU=1, AGAIN64=1 (64 connections again after the
+# other loads), PYTHON (python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=${DRY:-0}
@@ -225,6 +226,12 @@ if start_fanin "$BACKEND"; then
     --duration $(( SECS > 5 ? 5 : SECS ))
   load "fanin_${BACKEND}_openai-base64_c64_k1" "$FURL" --api openai --encoding base64 \
     --connections 64 --inputs 1 --threads "$(threads_for 64)" --duration $(( SECS > 5 ? 5 : SECS ))
+  # AGAIN64=1: single sentences from 64 connections once more, after the
+  # loads above (does the 64-connection figure depend on what ran before?).
+  if [ "${AGAIN64:-0}" = 1 ]; then
+    load "fanin_${BACKEND}_openai-again_c64_k1" "$FURL" --api openai --connections 64 --inputs 1 \
+      --threads "$(threads_for 64)"
+  fi
   metrics "$FURL" > "$RAW/fanin_${BACKEND}_metrics.txt"
   stop_fanin
 fi
