@@ -8,8 +8,13 @@
  * the Outcome with the GIL, or hands it back (hand_back, in its `finally`)
  * when the Future has done-callbacks or anything raised; the completer
  * claims what is queued; Future.cancel() cancels the Future and wakes the
- * waiter; flush_completions (Engine.drain / cancel / destruction) waits for
- * the completions handed and queued before it.
+ * waiter; flush_completions (Engine.drain / cancel) waits for the
+ * completions handed and queued before it, except on a thread completing a
+ * Future (from Outcome.wait returning True to its hand_back: a finalizer or
+ * a signal handler there may call drain), where it returns at once. The
+ * engine's destruction does not flush (it may run in a garbage collection
+ * under any lock, also a Future's _condition, which the completer needs):
+ * no process stands for it.
  *
  * Each inline and proctype names the function it stands for.
  * Bounds: Future 0 is waited on by one thread and cancelled by another at
@@ -42,6 +47,14 @@
  * either configuration (the end-state assertions, or an invalid end state
  * with Flush blocked). python/fanin/_requests.py now waits inside the
  * `try` (tests/python/test_completer.py checks it), which this models.
+ *
+ * -DFLUSH_WHILE_COMPLETING (not in verify/run.sh): flush_completions as it
+ * was, waiting also on a thread completing a Future. The waiter calls it
+ * inside `with self._condition`, before claiming (as a drain() in a
+ * finalizer, or the engine's destruction in a garbage collection, did in
+ * set_result): it waits for the completion handed to itself, or for the
+ * completer, which waits for the _condition this thread holds. Spin finds
+ * the deadlock (an invalid end state: Waiter and Flush blocked).
  *
  * Abstractions:
  * - std::mutex: Outcome::mu and Completer::mu guard short critical sections
@@ -358,13 +371,71 @@ inline enter_wait() {
   fi
 }
 
+/* flush_completions' waits, GIL released: under Completer::mu, copy
+ * `handed` and wait on idle until none of those is handed any more, then
+ * until finished reaches pushed (read then). p0: ghost, pushed at the copy. */
+#if NF > 1
+#define UNHANDED ((!h0[0] || !k_handed[0]) && (!h0[1] || !k_handed[1]))
+#else
+#define UNHANDED (!h0[0] || !k_handed[0])
+#endif
+inline flush_wait() {
+  atomic {
+    h0[0] = k_handed[0];
+#if NF > 1
+    h0[1] = k_handed[1];
+#endif
+    p0 = pushed;
+    if
+    :: UNHANDED -> target = pushed; pass = true
+    :: else -> fidle = true
+    fi
+  };
+  do
+  :: pass -> break
+  :: !pass ->
+     !fidle;
+     atomic {
+       if
+       :: UNHANDED -> target = pushed; pass = true
+       :: else -> fidle = true
+       fi
+     }
+  od;
+  pass = false;
+  atomic {
+    if
+    :: finished >= target -> pass = true
+    :: else -> fidle = true
+    fi
+  };
+  do
+  :: pass -> break
+  :: !pass ->
+     !fidle;
+     atomic {
+       if
+       :: finished >= target -> pass = true
+       :: else -> fidle = true
+       fi
+     }
+  od;
+  pass = false
+}
+
 /* A thread in Future.result(timeout) on Future 0: _Future._wait, then
- * concurrent.futures.Future.result. */
+ * concurrent.futures.Future.result. From Outcome.wait returning True to
+ * hand_back it is completing the Future (t_completing): a flush_completions
+ * it makes there (a finalizer, a signal handler) returns at once, a step
+ * that changes nothing, left out; -DFLUSH_WHILE_COMPLETING makes it wait. */
 proctype Waiter(byte w) {
   byte me = WAITER(w);
   bool timed = false;
   byte ret = W_WAIT;
   bool got = false; bool was_handed = false; bool hb = false;
+#ifdef FLUSH_WHILE_COMPLETING
+  bool h0[NF]; byte p0 = 0; byte target = 0; bool pass = false;
+#endif
   gil_take(me);
   if :: timed = true :: skip fi;             /* result(timeout) or result() */
   if
@@ -408,6 +479,9 @@ proctype Waiter(byte w) {
   if
   :: ret == W_TRUE ->
      fcond_take(0, me);                      /* with self._condition: */
+#ifdef FLUSH_WHILE_COMPLETING
+     gil_drop(me); flush_wait(); gil_take(me);   /* drain() from a finalizer, waiting */
+#endif
      if
      :: claim_outcome(0, me)                 /* no done-callbacks: outcome.claim() */
      :: skip                                 /* done-callbacks: the completer runs them */
@@ -500,59 +574,13 @@ end_idle: atomic { !kw -> kidle = false }      /* woken: re-check */
   od
 }
 
-/* Engine.drain / cancel / ~PyEngine, GIL released: flush_completions. Under
- * Completer::mu, copy `handed` and wait on idle until none of those is
- * handed any more, then until finished reaches pushed (read then). Then, with
- * the GIL, what its caller may rely on, observed as Future.done() does. */
-#if NF > 1
-#define UNHANDED ((!h0[0] || !k_handed[0]) && (!h0[1] || !k_handed[1]))
-#else
-#define UNHANDED (!h0[0] || !k_handed[0])
-#endif
+/* Engine.drain / cancel on a thread that holds nothing of the protocol,
+ * GIL released: flush_completions (flush_wait). Then, with the GIL, what its
+ * caller may rely on, observed as Future.done() does. */
 proctype Flush() {
   bool h0[NF]; byte p0 = 0; byte target = 0; byte f = 0;
   bool pass = false;
-  atomic {
-    h0[0] = k_handed[0];
-#if NF > 1
-    h0[1] = k_handed[1];
-#endif
-    p0 = pushed;                             /* ghost */
-    if
-    :: UNHANDED -> target = pushed; pass = true
-    :: else -> fidle = true
-    fi
-  };
-  do
-  :: pass -> break
-  :: !pass ->
-     !fidle;
-     atomic {
-       if
-       :: UNHANDED -> target = pushed; pass = true
-       :: else -> fidle = true
-       fi
-     }
-  od;
-  pass = false;
-  atomic {
-    if
-    :: finished >= target -> pass = true
-    :: else -> fidle = true
-    fi
-  };
-  do
-  :: pass -> break
-  :: !pass ->
-     !fidle;
-     atomic {
-       if
-       :: finished >= target -> pass = true
-       :: else -> fidle = true
-       fi
-     }
-  od;
-  pass = false;
+  flush_wait();
   /* returned: its caller looks at each Future under its _condition, as
    * Future.done() does (at any moment the lock is free) */
   do

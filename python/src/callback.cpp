@@ -14,11 +14,19 @@
 // batch, then PyEval_SaveThread / PyEval_RestoreThread), so a batch costs one
 // GIL hand-over, not a thread state. Dropping an uncalled callable (a submit
 // that raised) goes through the same queue; so do Futures, unless a thread
-// waits on one (Note [Waiting on a Future]). Engine.drain, Engine.cancel and
-// the engine's destruction wait (GIL released) until the completions queued
-// before them have run and those left to waiting threads are claimed
-// (flush_completions), so that every Future of theirs is done when they
-// return. The completer is started on the
+// waits on one (Note [Waiting on a Future]). Engine.drain and Engine.cancel
+// wait (GIL released) until the completions queued before them have run and
+// those left to waiting threads are claimed (flush_completions), so that
+// every Future of theirs is done when they return; except on the completer
+// and on a thread completing a Future (Note [Waiting on a Future]), which
+// would wait for themselves. The engine's destruction drains the C++ engine
+// (its workers never need Python) but does not wait for the completer: it
+// runs wherever the last reference goes, also in a garbage collection on
+// any thread, e.g. inside a Future's set_result or under its _condition, and
+// the completer may need what that thread holds (the Future's _condition,
+// the completion left to it), which it cannot give up while it waits: a
+// deadlock (tests/python/test_completer.py makes both). Its completions are
+// queued, and the completer runs them after. The completer is started on the
 // first completion, and again in a forked child (whose copy of the state is
 // replaced). A done callback runs there, so one that blocks holds up the
 // other Python completions (not the engine); one that waits on another
@@ -162,7 +170,22 @@ struct FutureNames {
 // result thus costs one GIL acquisition, the waiter's: no completer turn at
 // the GIL, no Condition.notify from it. cancel() wakes a waiter (the
 // completion, when it comes, goes to the completer, which finds the Future
-// cancelled). Modelled in Spin: verify/future_wait.pml.
+// cancelled).
+// From Outcome.wait returning True to its hand_back, the thread is
+// completing the Future (t_completing): it may hold the completion, the
+// Future's _condition, and Python code runs (set_result, a garbage
+// collection, a finalizer or a signal handler) that may call Engine.drain or
+// cancel. flush_completions returns at once there, as on the completer: the
+// completion it would wait for first is the one this thread is in the
+// middle of. Modelled in Spin: verify/future_wait.pml.
+namespace {
+// The Outcomes whose Outcome.wait returned True on this thread and that it
+// has not handed back yet (hand_back ends the window, claimed or not).
+thread_local std::vector<const Outcome*> t_completing;
+}  // namespace
+
+void note_completing(const Outcome& o) { t_completing.push_back(&o); }
+
 bool claim_outcome(Outcome& o) {
   static FutureNames* names = new FutureNames();
   Response response;
@@ -325,6 +348,7 @@ bool exiting() noexcept { return g_exiting.load(); }
 
 void flush_completions() {
   if (g_exiting.load() || PyThread_get_thread_ident() == g_completer_ident.load()) return;
+  if (!t_completing.empty()) return;  // it would wait for itself: Note [Waiting on a Future]
   Completer* k = g_completer.load();
   std::unique_lock<std::mutex> lock(k->mu);
   // First the completions left to waiting threads now (they claim them, or
@@ -444,6 +468,8 @@ void PyCallback::complete(Response response, const Error* error) noexcept {
 }
 
 void hand_back(const std::shared_ptr<Outcome>& o) {
+  const auto mine = std::find(t_completing.begin(), t_completing.end(), o.get());
+  if (mine != t_completing.end()) t_completing.erase(mine);
   {
     std::lock_guard<std::mutex> lock(o->mu);
     if (!o->handed || o->claimed) return;

@@ -107,8 +107,13 @@ struct Outcome {
 // set_result / set_exception (one cancelled meanwhile stays cancelled);
 // true if it claimed. GIL held.
 bool claim_outcome(Outcome& o);
+// Outcome.wait returned True on this thread: until its hand_back(o), the
+// thread is completing o's Future, and flush_completions returns at once on
+// it (Note [Waiting on a Future]).
+void note_completing(const Outcome& o);
 // A waiter that was handed `o` and did not claim it hands it to the
-// completer; nothing otherwise. GIL held or not.
+// completer; nothing otherwise. Ends this thread's note_completing(o). GIL
+// held or not.
 void hand_back(const std::shared_ptr<Outcome>& o);
 
 class PyCallback {
@@ -134,8 +139,8 @@ class PyCallback {
 void register_engine(Engine* engine);
 void unregister_engine(Engine* engine);
 // Waits until the completions queued so far have run (Note [The
-// completer]); GIL released. Returns at once on the completer itself and at
-// interpreter exit.
+// completer]); GIL released. Returns at once on the completer itself, on a
+// thread completing a Future (note_completing) and at interpreter exit.
 void flush_completions();
 // True once interpreter exit has begun (atexit).
 bool exiting() noexcept;

@@ -284,11 +284,14 @@ class PyEngine {
   explicit PyEngine(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {
     register_engine(engine_.get());
   }
+  // Drains the engine; does not wait for the completer to run its
+  // completions, as drain() does: this runs wherever the last reference
+  // goes, also in a garbage collection under a lock the completer needs
+  // (Note [The completer]).
   ~PyEngine() {
     unregister_engine(engine_.get());
     GilRelease nogil;  // the drain waits for the workers
     engine_.reset();
-    flush_completions();  // its Futures are done when it is gone
   }
   PyEngine(const PyEngine&) = delete;
   PyEngine& operator=(const PyEngine&) = delete;
@@ -346,7 +349,10 @@ void bind_outcome(nb::module_& m) {
                 o.waiting = !o.woken;
                 o.cv.wait_until(lock, slice, [&] { return o.ready || o.woken; });
                 o.waiting = false;
-                if (o.ready) return true;
+                if (o.ready) {
+                  note_completing(o);  // until the caller's hand_back
+                  return true;
+                }
                 if (o.woken || Clock::now() >= end) return false;
               }
               if (PyErr_CheckSignals() != 0) throw nb::python_error();
@@ -354,7 +360,7 @@ void bind_outcome(nb::module_& m) {
           },
           "timeout"_a.none(),
           "Waits (GIL released) until the result or error is in; False on timeout or wake(). "
-          "After True, claim() or hand_back() (in a finally).")
+          "Then (in a finally) hand_back(), after claim() if it returned True.")
       .def("claim", [](const PyOutcome& self) { return claim_outcome(*self.outcome); },
            "Completes the Future from the outcome unless it is claimed already; GIL held.")
       .def("hand_back", [](const PyOutcome& self) { hand_back(self.outcome); },

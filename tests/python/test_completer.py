@@ -409,3 +409,91 @@ def test_an_exception_as_the_wait_returns_still_hands_the_completion_back():
         assert last.done() and last.exception() is None
         assert all(f.done() for f in futures)
         e.close()
+
+
+
+# The last reference to an engine may go anywhere: in a garbage collection on
+# any thread (as in this suite: the mlp_engine of
+# test_a_done_callback_waiting_for_another_request_raises is kept in a cycle
+# by its error's traceback, and a stress worker's allocation freed it), also
+# inside a waiter's set_result or under a Future's _condition. Waiting for the
+# completer there (flush_completions) deadlocked (Note [The completer]). Each
+# case runs in a child that dumps its stacks and exits if it hangs.
+_ANYWHERE = {
+    # A thread waiting in result() is handed the completion and calls
+    # set_result itself; a collection there (gc.collect() stands for an
+    # automatic one) frees an engine, whose destruction waited for that
+    # completion: the thread waited for itself.
+    "freed_inside_a_waiters_set_result": """
+        f = handed_to_the_waiter(lambda: gc.collect())
+        assert f.result(timeout=10).shape == (2,)
+        assert where == [threading.current_thread()], where  # the waiter claimed it
+    """,
+    # The completer has the Future's completion queued (it is in a done
+    # callback meanwhile) while this thread holds the Future's _condition, as
+    # Future.cancel(), result() and concurrent.futures.wait() do, and frees an
+    # engine there: its destruction waited for the completer, which waited
+    # for the _condition in set_result.
+    "freed_under_a_futures_condition": """
+        release = threading.Event()
+        entered = threading.Event()
+        a._core.submit_rows(x, lambda r, e: (entered.set(), release.wait(5)),
+                            _fanin.CancelToken(), 0, None)
+        assert entered.wait(10)
+        before = a.metrics()["completed"]
+        f = a.submit(x)
+        end = time.monotonic() + 10
+        while a.metrics()["completed"] == before and time.monotonic() < end:
+            time.sleep(0.001)
+        assert not f.done()  # queued for the busy completer
+        with f._condition:
+            gc.collect()
+        release.set()
+        assert f.result(timeout=10).shape == (2,)
+    """,
+    # Engine.drain() from code run inside a waiter's set_result (a finalizer,
+    # a weakref callback, a signal handler): the waiter is completing its
+    # Future, and the drain would wait for that completion.
+    "drain_inside_a_waiters_set_result": """
+        f = handed_to_the_waiter(lambda: other.drain(5))
+        assert f.result(timeout=10).shape == (2,)
+        assert where == [threading.current_thread()], where
+    """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ANYWHERE))
+def test_an_engine_freed_or_drained_anywhere_does_not_wait_for_itself(model_dir, case):
+    body = """
+        import concurrent.futures, faulthandler, gc, time
+        from fanin import _fanin
+        faulthandler.dump_traceback_later(20, exit=True)
+        x = np.ones(4, np.float32)
+        a = fanin.Engine(fanin.Model.mlp(dims=[4, 4096, 4096, 2]), workers=1, max_batch_size=1,
+                         max_queue_delay=0)
+        other = fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1)
+        b = fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1)
+        b.cycle = b  # garbage that only a collection frees
+        gc.disable()
+        del b
+        where = []
+
+        def handed_to_the_waiter(inside):
+            # f's request waits behind 20 others on the one worker, so that
+            # this thread is in f.result() when it completes: the engine
+            # leaves the completion to it, and its set_result runs inside().
+            for _ in range(20):
+                a.submit(x)
+            f = a.submit(x)
+            real = concurrent.futures.Future.set_result
+            def set_result(result):
+                where.append(threading.current_thread())
+                inside()
+                real(f, result)
+            f.set_result = set_result
+            return f
+    """ + _ANYWHERE[case] + """
+        print("ok", flush=True)
+    """
+    r = run_script(body, model_dir, timeout=60)
+    assert r.returncode == 0 and "ok" in r.stdout, (r.returncode, r.stdout, r.stderr[-3000:])
