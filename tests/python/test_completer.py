@@ -83,7 +83,7 @@ def test_a_future_cancelled_after_its_request_ran_stays_cancelled(monkeypatch):
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
     switch = sys.getswitchinterval()
-    with fanin.Engine(fanin.Model.mlp(dims=[4, 8, 2]), workers=1, max_batch_size=1,
+    with fanin.Engine(fanin.Model.mlp(dims=[4, 4096, 4096, 2]), workers=1, max_batch_size=1,
                       max_queue_delay=0) as e:
         x = np.ones(4, np.float32)
         e.run(x)  # warm
@@ -91,13 +91,19 @@ def test_a_future_cancelled_after_its_request_ran_stays_cancelled(monkeypatch):
             try:
                 sys.setswitchinterval(100.0)  # this thread keeps the GIL below
                 before = e.metrics()["completed"]
+                # f's request waits behind these on the one worker (a few ms
+                # each), so that it runs once this thread has the GIL back
+                # from submit: the completer cannot set its result before
+                # cancel(). (Run at once, a loaded machine could run the
+                # request and the completer while submit released the GIL.)
+                ahead = [e.submit(x) for _ in range(20)]
                 f = e.submit(x)
-                end = time.perf_counter() + 5
-                while e.metrics()["completed"] == before and time.perf_counter() < end:
+                end = time.perf_counter() + 10
+                while e.metrics()["completed"] < before + 21 and time.perf_counter() < end:
                     pass
-                ran = e.metrics()["completed"] == before + 1
-                # Done already: the completer ran while submit had the GIL
-                # released; try again.
+                ran = e.metrics()["completed"] == before + 21
+                # Done already: this thread lost the GIL to the completer
+                # after f's request ran (it should not); try again.
                 done_before = f.done()
                 cancelled = f.cancel()
             finally:
@@ -107,6 +113,7 @@ def test_a_future_cancelled_after_its_request_ran_stays_cancelled(monkeypatch):
         assert e.drain(30)  # the completer has tried to set the result
     assert ran and not done_before and cancelled, (attempt, ran, done_before)
     assert f.cancelled()
+    assert all(a.done() and a.exception() is None for a in ahead)
     with pytest.raises(concurrent.futures.CancelledError):
         f.result(timeout=1)
     assert unraisable == []
