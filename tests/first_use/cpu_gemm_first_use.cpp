@@ -8,7 +8,6 @@
 #include <barrier>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <string_view>
 #include <thread>
 #include <vector>
